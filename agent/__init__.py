@@ -1,0 +1,3 @@
+"""specbed's edge agent: wire protocol, drafter and runtime (no controller imports)."""
+
+__version__ = "0.1.0"

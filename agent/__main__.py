@@ -1,0 +1,5 @@
+import sys
+
+from agent.runtime import main
+
+sys.exit(main())

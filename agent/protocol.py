@@ -1,0 +1,387 @@
+"""The specbed wire protocol: every message between agent and controller.
+
+One ZeroMQ frame carries one message, a msgpack array::
+
+    [PROTOCOL_VERSION, type_code, field_1, field_2, ...]
+
+Positional fields keep the per-round draft payload small (the top-K payload
+is the quantity the papers measure, so its framing overhead matters).
+Arrays travel as raw little-endian bytes whose dtype and shape are given by
+other fields, never as msgpack lists.
+
+Message types (direction, fields in order):
+
+``HELLO`` (1, agent -> controller)
+    ``agent`` str name, ``facts`` map of host facts (hostname, platform,
+    python, torch, cpu_count, memory_bytes, pid, accelerator).
+``CONFIGURE`` (2, controller -> agent)
+    ``settings`` map: ``drafter`` (model spec, see ``agent.models``),
+    ``vocab_size`` int (the target's), ``temperature`` float >= 0,
+    ``top_k`` int, ``sampling`` "full" | "top-k", ``prob_dtype`` "float16" |
+    "float32", ``index_dtype`` "uint8" | "uint16" | "uint32".
+``READY`` (3, agent -> controller)
+    ``info`` map: ``drafter`` name, ``vocab_size``, ``load_s``.
+``DRAFT_REQUEST`` (4, controller -> agent)
+    ``request_id`` int, ``prompt_id`` str, ``token_ids`` list of int (the
+    whole committed sequence: the agent resets its state to it),
+    ``draft_length`` int (γ of the first round), ``seed`` int (drafting RNG).
+``DRAFT_PAYLOAD`` (5, agent -> controller), one per round
+    ``request_id``, ``round`` int, ``draft_length`` γ, ``top_k`` K,
+    ``index_dtype`` code, ``prob_dtype`` code, ``token_ids`` bytes [γ]
+    (index dtype), ``draft_probs`` bytes [γ] float32 (exact q_i(x_i) of the
+    distribution the token was sampled from), ``topk_indices`` bytes [γ, K]
+    (index dtype), ``topk_probs`` bytes [γ, K] (prob dtype), ``times`` list
+    of 4 ints, agent monotonic ns: draft start, draft end, packed/sent, and
+    receipt of the previous verdict (0 on a request's first round).
+``VERDICT`` (6, controller -> agent), one per round
+    ``request_id``, ``round``, ``n_accepted`` int, ``next_token`` int (the
+    recovered or bonus token), ``done`` bool, ``draft_length`` int (γ of the
+    next round), ``times`` list of 2 ints, controller monotonic ns: payload
+    received, verdict sent.
+``ERROR`` (7, either way)
+    ``code`` str (one of ``ERROR_CODES``), ``message`` str, ``context`` map.
+``BYE`` (8, either way)
+    ``reason`` str.
+
+Decoding validates everything and raises ``ProtocolError`` whose ``code``
+is the counter the receiver increments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
+from enum import IntEnum
+from typing import Any, ClassVar
+
+import msgpack
+import numpy as np
+
+PROTOCOL_VERSION = 1
+
+#: Tolerance on a top-K row's sum above 1 (float16 rounding of K values).
+PROB_SUM_TOLERANCE = 1e-2
+
+INDEX_DTYPES = {"uint8": np.dtype("<u1"), "uint16": np.dtype("<u2"), "uint32": np.dtype("<u4")}
+PROB_DTYPES = {"float16": np.dtype("<f2"), "float32": np.dtype("<f4")}
+SAMPLING_MODES = ("full", "top-k")
+
+ERROR_CODES = (
+    "malformed",  # not msgpack, not an array, wrong field count or type
+    "version",  # protocol version differs
+    "unknown_type",  # type code not in MsgType
+    "bad_shape",  # byte lengths do not match γ, K and the dtypes
+    "bad_dtype",  # dtype code not allowed
+    "index_out_of_range",  # token or top-K index >= vocabulary size
+    "bad_probabilities",  # NaN, inf, negative, > 1, or a row summing above 1
+    "unknown_agent",  # a message from an identity that never said hello
+    "unexpected",  # a valid message at the wrong time (stale round, no request)
+    "internal",  # the receiver failed handling a valid message
+)
+
+
+class ProtocolError(Exception):
+    """A frame that cannot be accepted; ``code`` names the counter to bump."""
+
+    def __init__(self, code: str, message: str, **context: Any) -> None:
+        assert code in ERROR_CODES, code
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.context = context
+
+
+class MsgType(IntEnum):
+    HELLO = 1
+    CONFIGURE = 2
+    READY = 3
+    DRAFT_REQUEST = 4
+    DRAFT_PAYLOAD = 5
+    VERDICT = 6
+    ERROR = 7
+    BYE = 8
+
+
+def index_dtype_for(vocab_size: int) -> str:
+    """The narrowest unsigned dtype that holds every token id."""
+    for name, dtype in INDEX_DTYPES.items():
+        if vocab_size - 1 <= np.iinfo(dtype).max:
+            return name
+    raise ValueError(f"vocabulary of {vocab_size} does not fit 32-bit indices")
+
+
+def zmtp_frame_bytes(body_bytes: int) -> int:
+    """Bytes a ZMTP 3 frame of this body occupies on the TCP stream.
+
+    One flags byte plus a 1-byte length (bodies up to 255 bytes) or an 8-byte
+    length; TCP/IP headers are not counted.
+    """
+    return body_bytes + (2 if body_bytes <= 255 else 9)
+
+
+def _check(cond: bool, code: str, message: str, **context: Any) -> None:
+    if not cond:
+        raise ProtocolError(code, message, **context)
+
+
+def _int(value: Any, name: str, lo: int = 0, hi: int = 2**63 - 1) -> int:
+    _check(isinstance(value, int) and not isinstance(value, bool), "malformed", f"{name} must be an integer")
+    _check(lo <= value <= hi, "malformed", f"{name}={value} outside [{lo}, {hi}]")
+    return value
+
+
+def _str(value: Any, name: str) -> str:
+    _check(isinstance(value, str), "malformed", f"{name} must be a string")
+    return value
+
+
+def _map(value: Any, name: str) -> dict:
+    _check(isinstance(value, dict), "malformed", f"{name} must be a map")
+    return value
+
+
+def _times(value: Any, name: str, n: int) -> list[int]:
+    _check(isinstance(value, list) and len(value) == n, "malformed", f"{name} must be a list of {n} integers")
+    return [_int(v, f"{name}[{i}]") for i, v in enumerate(value)]
+
+
+@dataclass
+class Message:
+    """Base of all message types; subclasses list their fields in wire order."""
+
+    TYPE: ClassVar[MsgType]
+
+    def to_wire(self) -> list:
+        return [getattr(self, f.name) for f in dataclass_fields(self)]
+
+    @classmethod
+    def from_wire(cls, fields: list, **ctx: Any) -> Message:
+        raise NotImplementedError
+
+
+@dataclass
+class Hello(Message):
+    TYPE: ClassVar[MsgType] = MsgType.HELLO
+    agent: str
+    facts: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_wire(cls, fields: list, **ctx: Any) -> Hello:
+        return cls(_str(fields[0], "agent"), _map(fields[1], "facts"))
+
+
+@dataclass
+class Configure(Message):
+    TYPE: ClassVar[MsgType] = MsgType.CONFIGURE
+    settings: dict
+
+    @classmethod
+    def from_wire(cls, fields: list, **ctx: Any) -> Configure:
+        s = _map(fields[0], "settings")
+        for key in ("drafter", "vocab_size", "temperature", "top_k", "sampling", "prob_dtype", "index_dtype"):
+            _check(key in s, "malformed", f"settings.{key} missing")
+        _check(s["sampling"] in SAMPLING_MODES, "malformed", f"settings.sampling must be one of {SAMPLING_MODES}")
+        _check(s["prob_dtype"] in PROB_DTYPES, "bad_dtype", f"settings.prob_dtype {s['prob_dtype']!r}")
+        _check(s["index_dtype"] in INDEX_DTYPES, "bad_dtype", f"settings.index_dtype {s['index_dtype']!r}")
+        return cls(s)
+
+
+@dataclass
+class Ready(Message):
+    TYPE: ClassVar[MsgType] = MsgType.READY
+    info: dict
+
+    @classmethod
+    def from_wire(cls, fields: list, **ctx: Any) -> Ready:
+        return cls(_map(fields[0], "info"))
+
+
+@dataclass
+class DraftRequest(Message):
+    TYPE: ClassVar[MsgType] = MsgType.DRAFT_REQUEST
+    request_id: int
+    prompt_id: str
+    token_ids: list[int]
+    draft_length: int
+    seed: int
+
+    @classmethod
+    def from_wire(cls, fields: list, **ctx: Any) -> DraftRequest:
+        tokens = fields[2]
+        _check(isinstance(tokens, list) and len(tokens) > 0, "malformed", "token_ids must be a non-empty list")
+        vocab = ctx.get("vocab_size")
+        for t in tokens:
+            _int(t, "token_ids[]")
+            if vocab is not None:
+                _check(t < vocab, "index_out_of_range", f"token id {t} >= vocabulary {vocab}")
+        return cls(
+            _int(fields[0], "request_id"),
+            _str(fields[1], "prompt_id"),
+            tokens,
+            _int(fields[3], "draft_length", 1, 1024),
+            _int(fields[4], "seed"),
+        )
+
+
+@dataclass
+class DraftPayload(Message):
+    """One round's drafts. Arrays are numpy views over the received bytes."""
+
+    TYPE: ClassVar[MsgType] = MsgType.DRAFT_PAYLOAD
+    request_id: int
+    round: int
+    draft_length: int
+    top_k: int
+    index_dtype: str
+    prob_dtype: str
+    token_ids: np.ndarray  # [γ] index dtype
+    draft_probs: np.ndarray  # [γ] float32, exact q_i(x_i)
+    topk_indices: np.ndarray  # [γ, K] index dtype
+    topk_probs: np.ndarray  # [γ, K] prob dtype
+    times: list[int]  # agent monotonic ns: draft start, draft end, sent, previous verdict received
+
+    def to_wire(self) -> list:
+        idx, prob = INDEX_DTYPES[self.index_dtype], PROB_DTYPES[self.prob_dtype]
+        return [
+            self.request_id,
+            self.round,
+            self.draft_length,
+            self.top_k,
+            self.index_dtype,
+            self.prob_dtype,
+            np.ascontiguousarray(self.token_ids, dtype=idx).tobytes(),
+            np.ascontiguousarray(self.draft_probs, dtype="<f4").tobytes(),
+            np.ascontiguousarray(self.topk_indices, dtype=idx).tobytes(),
+            np.ascontiguousarray(self.topk_probs, dtype=prob).tobytes(),
+            list(self.times),
+        ]
+
+    @classmethod
+    def from_wire(cls, fields: list, **ctx: Any) -> DraftPayload:
+        vocab = ctx.get("vocab_size")
+        request_id = _int(fields[0], "request_id")
+        rnd = _int(fields[1], "round")
+        gamma = _int(fields[2], "draft_length", 1, 1024)
+        k = _int(fields[3], "top_k", 1, 1 << 20)
+        index_name, prob_name = fields[4], fields[5]
+        _check(index_name in INDEX_DTYPES, "bad_dtype", f"index dtype {index_name!r} not in {list(INDEX_DTYPES)}")
+        _check(prob_name in PROB_DTYPES, "bad_dtype", f"prob dtype {prob_name!r} not in {list(PROB_DTYPES)}")
+        idx_dt, prob_dt = INDEX_DTYPES[index_name], PROB_DTYPES[prob_name]
+        blobs = fields[6:10]
+        names = ("token_ids", "draft_probs", "topk_indices", "topk_probs")
+        for name, blob in zip(names, blobs, strict=True):
+            _check(isinstance(blob, bytes), "malformed", f"{name} must be bytes")
+        expected = (gamma * idx_dt.itemsize, gamma * 4, gamma * k * idx_dt.itemsize, gamma * k * prob_dt.itemsize)
+        for name, blob, n in zip(names, blobs, expected, strict=True):
+            _check(len(blob) == n, "bad_shape", f"{name} has {len(blob)} bytes, expected {n} for γ={gamma}, K={k}")
+        token_ids = np.frombuffer(blobs[0], dtype=idx_dt)
+        draft_probs = np.frombuffer(blobs[1], dtype="<f4")
+        topk_indices = np.frombuffer(blobs[2], dtype=idx_dt).reshape(gamma, k)
+        topk_probs = np.frombuffer(blobs[3], dtype=prob_dt).reshape(gamma, k)
+        if vocab is not None:
+            _check(k <= vocab, "bad_shape", f"top_k={k} exceeds vocabulary {vocab}")
+            for name, arr in (("token_ids", token_ids), ("topk_indices", topk_indices)):
+                bad = int(arr.max()) if arr.size else 0
+                _check(bad < vocab, "index_out_of_range", f"{name} holds {bad} >= vocabulary {vocab}")
+        probs32 = topk_probs.astype(np.float32)
+        for name, arr in (("draft_probs", draft_probs), ("topk_probs", probs32)):
+            _check(bool(np.isfinite(arr).all()), "bad_probabilities", f"{name} holds NaN or inf")
+            _check(bool(((arr >= 0) & (arr <= 1)).all()), "bad_probabilities", f"{name} outside [0, 1]")
+        _check(bool((draft_probs > 0).all()), "bad_probabilities", "draft_probs must be > 0 (a sampled token)")
+        row_sums = probs32.sum(axis=1, dtype=np.float64)
+        worst = float(row_sums.max())
+        _check(worst <= 1 + PROB_SUM_TOLERANCE, "bad_probabilities", f"a top-K row sums to {worst:.4f} > 1")
+        return cls(
+            request_id,
+            rnd,
+            gamma,
+            k,
+            index_name,
+            prob_name,
+            token_ids,
+            draft_probs,
+            topk_indices,
+            topk_probs,
+            _times(fields[10], "times", 4),
+        )
+
+
+@dataclass
+class Verdict(Message):
+    TYPE: ClassVar[MsgType] = MsgType.VERDICT
+    request_id: int
+    round: int
+    n_accepted: int
+    next_token: int
+    done: bool
+    draft_length: int
+    times: list[int]  # controller monotonic ns: payload received, verdict sent
+
+    @classmethod
+    def from_wire(cls, fields: list, **ctx: Any) -> Verdict:
+        _check(isinstance(fields[4], bool), "malformed", "done must be a boolean")
+        return cls(
+            _int(fields[0], "request_id"),
+            _int(fields[1], "round"),
+            _int(fields[2], "n_accepted", 0, 1024),
+            _int(fields[3], "next_token"),
+            fields[4],
+            _int(fields[5], "draft_length", 1, 1024),
+            _times(fields[6], "times", 2),
+        )
+
+
+@dataclass
+class Error(Message):
+    TYPE: ClassVar[MsgType] = MsgType.ERROR
+    code: str
+    message: str
+    context: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_wire(cls, fields: list, **ctx: Any) -> Error:
+        return cls(_str(fields[0], "code"), _str(fields[1], "message"), _map(fields[2], "context"))
+
+
+@dataclass
+class Bye(Message):
+    TYPE: ClassVar[MsgType] = MsgType.BYE
+    reason: str = ""
+
+    @classmethod
+    def from_wire(cls, fields: list, **ctx: Any) -> Bye:
+        return cls(_str(fields[0], "reason"))
+
+
+MESSAGE_TYPES: dict[MsgType, type[Message]] = {
+    cls.TYPE: cls for cls in (Hello, Configure, Ready, DraftRequest, DraftPayload, Verdict, Error, Bye)
+}
+
+
+def encode(message: Message) -> bytes:
+    """One frame: msgpack array of version, type code and the fields."""
+    return msgpack.packb([PROTOCOL_VERSION, int(message.TYPE), *message.to_wire()], use_bin_type=True)
+
+
+def decode(frame: bytes, vocab_size: int | None = None) -> Message:
+    """Parse and validate one frame; ``vocab_size`` enables index checks.
+
+    Raises ProtocolError for anything not a well-formed message of this
+    protocol version.
+    """
+    try:
+        obj = msgpack.unpackb(frame, raw=False, strict_map_key=True, max_bin_len=1 << 28)
+    except Exception as exc:  # msgpack raises several types for bad input
+        raise ProtocolError("malformed", f"not a msgpack frame ({type(exc).__name__})") from None
+    _check(isinstance(obj, list) and len(obj) >= 2, "malformed", "a frame is an array [version, type, ...fields]")
+    version, code = obj[0], obj[1]
+    _check(version == PROTOCOL_VERSION, "version", f"protocol version {version!r}, expected {PROTOCOL_VERSION}")
+    _check(isinstance(code, int) and code in MsgType._value2member_map_, "unknown_type", f"unknown type {code!r}")
+    cls = MESSAGE_TYPES[MsgType(code)]
+    fields = obj[2:]
+    n = len(dataclass_fields(cls))
+    _check(len(fields) == n, "malformed", f"{cls.__name__} has {n} fields, got {len(fields)}")
+    msg = cls.from_wire(fields, vocab_size=vocab_size)
+    if isinstance(msg, Error):
+        _check(msg.code in ERROR_CODES, "malformed", f"unknown error code {msg.code!r}")
+    return msg

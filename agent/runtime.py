@@ -1,0 +1,206 @@
+"""The agent process: a DEALER that drafts for the controller until told to stop.
+
+Life of an agent: connect, ``HELLO`` with host facts, receive ``CONFIGURE``
+(load the drafter it names), ``READY``; then for each ``DRAFT_REQUEST``
+draft γ tokens, send a ``DRAFT_PAYLOAD``, apply the ``VERDICT`` (roll the
+cache back to the accepted prefix, append the recovered or bonus token) and
+draft again, until the verdict says ``done``; ``BYE`` ends the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import socket
+import sys
+import time
+
+import zmq
+
+from agent.drafter import Draft, Drafter, DraftSettings
+from agent.models import load_model
+from agent.protocol import (
+    Bye,
+    Configure,
+    DraftPayload,
+    DraftRequest,
+    Error,
+    Hello,
+    Message,
+    ProtocolError,
+    Ready,
+    Verdict,
+    decode,
+    encode,
+)
+
+log = logging.getLogger(__name__)
+
+
+def agent_facts(name: str) -> dict:
+    import torch
+
+    facts = {
+        "agent": name,
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "pid": os.getpid(),
+        "accelerator": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    try:
+        facts["memory_bytes"] = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        facts["memory_bytes"] = None
+    return facts
+
+
+class Agent:
+    """One drafter serving one controller over a DEALER socket."""
+
+    def __init__(self, connect: str, name: str, device: str = "cpu", idle_timeout_s: float = 600.0) -> None:
+        self.name = name
+        self.device = device
+        self.idle_timeout_s = idle_timeout_s
+        self.ctx = zmq.Context.instance()
+        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 1000)
+        self.sock.connect(connect)
+        self.drafter: Drafter | None = None
+        self.vocab_size: int | None = None
+        self.request: DraftRequest | None = None
+        self.round = 0
+        self.draft_length = 1
+        self.last_verdict_ns = 0
+        self.errors_received = 0
+
+    def send(self, message: Message) -> None:
+        self.sock.send(encode(message))
+
+    def run(self) -> int:
+        """Serve until ``BYE``; returns a process exit code."""
+        self.send(Hello(self.name, agent_facts(self.name)))
+        poller = zmq.Poller()
+        poller.register(self.sock, zmq.POLLIN)
+        while True:
+            if not poller.poll(int(self.idle_timeout_s * 1000)):
+                log.error("no message from the controller for %.0f s; exiting", self.idle_timeout_s)
+                return 3
+            frame = self.sock.recv()
+            recv_ns = time.monotonic_ns()
+            try:
+                msg = decode(frame, vocab_size=self.vocab_size)
+            except ProtocolError as exc:
+                log.warning("bad frame from the controller: %s", exc)
+                self.send(Error(exc.code, exc.message, {}))
+                continue
+            if isinstance(msg, Bye):
+                log.info("controller said bye: %s", msg.reason)
+                return 0
+            try:
+                self.dispatch(msg, recv_ns)
+            except ProtocolError as exc:
+                self.send(Error(exc.code, exc.message, {}))
+
+    def dispatch(self, msg: Message, recv_ns: int) -> None:
+        if isinstance(msg, Configure):
+            self.configure(msg.settings)
+        elif isinstance(msg, DraftRequest):
+            if self.drafter is None:
+                raise ProtocolError("unexpected", "draft request before configure")
+            self.request, self.round, self.draft_length = msg, 0, msg.draft_length
+            self.drafter.start(msg.token_ids, msg.seed)
+            self.last_verdict_ns = 0
+            self.draft_and_send()
+        elif isinstance(msg, Verdict):
+            self.on_verdict(msg, recv_ns)
+        elif isinstance(msg, Error):
+            self.errors_received += 1
+            log.warning("controller reports %s: %s", msg.code, msg.message)
+        else:
+            raise ProtocolError("unexpected", f"{type(msg).__name__} is not sent to an agent")
+
+    def configure(self, settings: dict) -> None:
+        t0 = time.monotonic()
+        loaded = load_model(settings["drafter"], self.device)
+        draft_settings = DraftSettings(
+            temperature=float(settings["temperature"]),
+            top_k=int(settings["top_k"]),
+            sampling=settings["sampling"],
+            prob_dtype=settings["prob_dtype"],
+            index_dtype=settings["index_dtype"],
+        )
+        self.drafter = Drafter(loaded.model, draft_settings, self.device)
+        self.vocab_size = loaded.vocab_size
+        self.send(Ready({"drafter": loaded.name, "vocab_size": loaded.vocab_size, "load_s": time.monotonic() - t0}))
+
+    def on_verdict(self, msg: Verdict, recv_ns: int) -> None:
+        req = self.request
+        if req is None or msg.request_id != req.request_id or msg.round != self.round:
+            raise ProtocolError("unexpected", f"verdict for request {msg.request_id} round {msg.round}")
+        drafts = self.last_draft.token_ids[: msg.n_accepted].tolist()
+        self.drafter.accept(drafts, msg.next_token)
+        self.last_verdict_ns = recv_ns
+        if msg.done:
+            self.request = None
+            return
+        self.round += 1
+        self.draft_length = msg.draft_length
+        self.draft_and_send()
+
+    def draft_and_send(self) -> None:
+        s = self.drafter.settings
+        t_start = time.monotonic_ns()
+        draft: Draft = self.drafter.draft(self.draft_length)
+        t_end = time.monotonic_ns()
+        self.last_draft = draft
+        payload = DraftPayload(
+            request_id=self.request.request_id,
+            round=self.round,
+            draft_length=self.draft_length,
+            top_k=s.top_k,
+            index_dtype=s.index_dtype,
+            prob_dtype=s.prob_dtype,
+            token_ids=draft.token_ids,
+            draft_probs=draft.draft_probs,
+            topk_indices=draft.topk_indices,
+            topk_probs=draft.topk_probs,
+            times=[t_start, t_end, time.monotonic_ns(), self.last_verdict_ns],
+        )
+        self.send(payload)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m agent",
+        description="specbed edge agent: drafts tokens for a specbed controller over ZeroMQ.",
+    )
+    parser.add_argument("--connect", required=True, help="controller endpoint, e.g. tcp://10.0.0.1:5555")
+    parser.add_argument("--name", default=socket.gethostname(), help="agent name in results (default: hostname)")
+    parser.add_argument("--device", default="cpu", help="torch device for the drafter (cpu, cuda)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument(
+        "--idle-timeout", type=float, default=600.0, help="exit after this many seconds without a message"
+    )
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format=f"%(asctime)s {args.name} %(levelname)s %(message)s")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    agent = Agent(args.connect, args.name, args.device, args.idle_timeout)
+    try:
+        return agent.run()
+    finally:
+        agent.close()

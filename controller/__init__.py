@@ -1,0 +1,1 @@
+"""specbed's controller: target and verifier, experiments, results, CLI."""

@@ -1,0 +1,153 @@
+"""``specbed local``: the controller plus N agent subprocesses on loopback."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.models import LoadedModel, load_model, prepare_model
+from controller.profiles import Experiment, Prompt
+from controller.results import RoundRecord, RunWriter, git_commit, host_facts, summarise, versions
+from controller.server import Controller, Job, job_seed
+
+log = logging.getLogger(__name__)
+
+
+def prompt_token_ids(prompt: Prompt, tokenizer: Any) -> list[int]:
+    """Token ids of a prompt: given directly, or the chat template applied to its text."""
+    if prompt.prompt_token_ids is not None:
+        return list(prompt.prompt_token_ids)
+    if tokenizer is None:
+        raise ValueError(f"prompt {prompt.id!r} has text but the target model has no tokenizer; give prompt_token_ids")
+    if getattr(tokenizer, "chat_template", None):
+        encoded = tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt.prompt}], add_generation_prompt=True, tokenize=True
+        )
+        ids = encoded["input_ids"] if hasattr(encoded, "keys") else encoded
+        return [int(t) for t in ids]
+    return list(tokenizer(prompt.prompt).input_ids)
+
+
+def decode_text(tokenizer: Any, token_ids: list[int]) -> str:
+    if tokenizer is None:
+        return " ".join(map(str, token_ids))
+    return tokenizer.decode(token_ids, skip_special_tokens=True)
+
+
+@dataclass
+class LocalRun:
+    """What a finished local run hands back to the CLI and tests."""
+
+    out_dir: Path
+    summary: dict
+    outputs: dict[str, list[int]]
+
+
+def spawn_agent(endpoint: str, name: str, log_path: Path, threads: int | None) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "agent", "--connect", endpoint, "--name", name]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(log_path, "ab")
+    return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+
+def run_local(
+    experiment: Experiment,
+    out_dir: Path,
+    agents: int | None = None,
+    target: LoadedModel | None = None,
+    agent_threads: int | None = 1,
+    timeout_s: float = 3600.0,
+    on_progress: Callable[[int, int, RoundRecord | None], None] | None = None,
+) -> LocalRun:
+    """Generate for every prompt of ``experiment`` with agent subprocesses.
+
+    ``target`` may be passed to reuse a loaded model (tests do).  Writes the
+    run folder and returns its summary.
+    """
+    n_agents = agents or experiment.agents
+    gen = experiment.generation
+    pair = experiment.models
+    prepare_model(pair.drafter)  # convert once here, not in N agents at once
+    target = target or load_model(pair.target)
+    writer = RunWriter(out_dir)
+    manifest: dict[str, Any] = {
+        "kind": "local",
+        "profile": experiment.to_dict(),
+        "agents_requested": n_agents,
+        "versions": versions(),
+        "git": git_commit(),
+        "controller": host_facts(),
+        "target": {"name": target.name, "vocab_size": target.vocab_size},
+        "started_unix_s": time.time(),
+    }
+    writer.write_json("manifest.json", manifest)
+
+    jobs = [
+        Job(p.id, prompt_token_ids(p, target.tokenizer), gen.max_new_tokens, job_seed(gen.seed, p.id))
+        for p in experiment.prompts
+    ]
+    rounds: list[RoundRecord] = []
+    outputs: dict[str, list[int]] = {}
+    done_count = 0
+
+    def on_round(record: RoundRecord) -> None:
+        rounds.append(record)
+        writer.round(record)
+        if on_progress:
+            on_progress(done_count, len(jobs), record)
+
+    def on_output(job: Job) -> None:
+        nonlocal done_count
+        outputs[job.prompt_id] = list(job.generated)
+        writer.output(job.prompt_id, job.prompt_token_ids, job.generated, decode_text(target.tokenizer, job.generated))
+        done_count += 1
+        if on_progress:
+            on_progress(done_count, len(jobs), None)
+
+    controller = Controller(target, pair.drafter, gen, jobs, on_round, on_output)
+    procs = {
+        f"agent-{i}": spawn_agent(controller.endpoint, f"agent-{i}", out_dir / "logs" / f"agent-{i}.log", agent_threads)
+        for i in range(n_agents)
+    }
+
+    def check() -> None:
+        dead = {name: p.returncode for name, p in procs.items() if p.poll() is not None}
+        for session in list(controller.sessions.values()):
+            if session.name in dead:
+                controller.agent_lost(session.identity, f"process exited with code {dead[session.name]}")
+        if len(dead) == len(procs):
+            raise RuntimeError(f"every agent exited ({dead}); see {out_dir / 'logs'}")
+
+    t0 = time.monotonic()
+    try:
+        controller.serve(timeout_s=timeout_s, check=check)
+    finally:
+        total_s = time.monotonic() - t0
+        controller.say_bye("run over")
+        for p in procs.values():
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        controller.close()
+        writer.close()
+        summary = summarise(
+            rounds, target.vocab_size, controller.generation_wall_s(), controller.errors, controller.agent_summaries()
+        )
+        summary["total_wall_s"] = total_s  # including agent start-up and drafter loading
+        summary["prompts"] = len(outputs)
+        summary["prompts_requested"] = len(jobs)
+        summary["agent_exit_codes"] = {name: p.returncode for name, p in procs.items()}
+        writer.write_json("summary.json", summary)
+        manifest["agents"] = {name: s["facts"] for name, s in summary["agents"].items()}
+        manifest["finished_unix_s"] = time.time()
+        writer.write_json("manifest.json", manifest)
+    return LocalRun(out_dir, summary, outputs)

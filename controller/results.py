@@ -1,0 +1,172 @@
+"""A run's folder: manifest, per-round records, outputs and the summary.
+
+Rounds and outputs are appended and flushed as they happen, so a crash
+loses at most the round in flight.
+
+Files:
+``manifest.json``  profile, versions, git commit, host facts of every process
+``rounds.jsonl``   one object per verification round (see ``RoundRecord``)
+``outputs.jsonl``  per prompt: prompt_id, prompt_token_ids, token_ids, text
+``summary.json``   totals and rates (see ``summarise``)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class RoundRecord:
+    """One round.  ``*_ns`` are monotonic nanoseconds: ``agent_*`` on the
+    agent's clock, ``ctrl_*`` on the controller's.  Bytes are ZMTP frame
+    bytes (body plus frame header) of the payload and of the verdict."""
+
+    agent: str
+    prompt_id: str
+    request_id: int
+    round: int
+    draft_length: int  # γ
+    accepted: int  # drafts accepted
+    emitted: int  # tokens added to the output this round (accepted + next, truncated at the end)
+    next_kind: str  # "recovered" | "bonus"
+    bytes_up: int
+    bytes_down: int
+    agent_draft_start_ns: int
+    agent_draft_end_ns: int
+    agent_send_ns: int
+    agent_prev_verdict_recv_ns: int
+    ctrl_recv_ns: int
+    ctrl_decoded_ns: int
+    ctrl_target_done_ns: int
+    ctrl_verified_ns: int
+    ctrl_reply_ns: int
+    tail_mass: float  # mean probability mass outside the top K over the γ drafts
+
+
+def host_facts() -> dict[str, Any]:
+    """What a reader of the results needs to know about the host that ran a process."""
+    facts: dict[str, Any] = {
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "python": sys.version.split()[0],
+        "cpu_count": os.cpu_count(),
+        "pid": os.getpid(),
+    }
+    try:
+        facts["memory_bytes"] = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        facts["memory_bytes"] = None
+    try:
+        import torch
+
+        facts["torch"] = torch.__version__
+        facts["torch_threads"] = torch.get_num_threads()
+        facts["accelerator"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:
+        facts["torch"] = None
+    return facts
+
+
+def versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for dist in ("specbed", "torch", "transformers", "pyzmq", "msgpack", "numpy"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def git_commit() -> dict[str, Any]:
+    """The commit of the specbed checkout, and whether it had local changes."""
+
+    def git(*args: str) -> str | None:
+        try:
+            return subprocess.run(
+                ["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, timeout=10, check=True
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+class RunWriter:
+    """Writes one run's folder; JSONL files are appended and flushed per record."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.dir = Path(out_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._rounds = open(self.dir / "rounds.jsonl", "a", encoding="utf-8")
+        self._outputs = open(self.dir / "outputs.jsonl", "a", encoding="utf-8")
+
+    @staticmethod
+    def _append(fh: Any, obj: dict) -> None:
+        fh.write(json.dumps(obj, separators=(",", ":")) + "\n")
+        fh.flush()
+
+    def round(self, record: RoundRecord) -> None:
+        self._append(self._rounds, asdict(record))
+
+    def output(self, prompt_id: str, prompt_token_ids: list[int], token_ids: list[int], text: str) -> None:
+        self._append(
+            self._outputs,
+            {"prompt_id": prompt_id, "prompt_token_ids": prompt_token_ids, "token_ids": token_ids, "text": text},
+        )
+
+    def write_json(self, name: str, obj: dict) -> Path:
+        path = self.dir / name
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+        tmp.replace(path)
+        return path
+
+    def close(self) -> None:
+        self._rounds.close()
+        self._outputs.close()
+
+
+def summarise(
+    rounds: list[RoundRecord], vocab_size: int, wall_s: float, errors: dict[str, int], agents: dict[str, Any]
+) -> dict[str, Any]:
+    """Totals over a run.  Rates use the generation wall time ``wall_s``."""
+    drafted = sum(r.draft_length for r in rounds)
+    accepted = sum(r.accepted for r in rounds)
+    emitted = sum(r.emitted for r in rounds)
+    up = sum(r.bytes_up for r in rounds)
+    down = sum(r.bytes_down for r in rounds)
+    n = len(rounds)
+    return {
+        "tokens_generated": emitted,
+        "rounds": n,
+        "draft_tokens": drafted,
+        "accepted_draft_tokens": accepted,
+        "mean_tokens_per_round": emitted / n if n else None,
+        "acceptance_rate": accepted / drafted if drafted else None,
+        "bytes_up": up,
+        "bytes_down": down,
+        "bytes_up_per_draft_token": up / drafted if drafted else None,
+        "bytes_down_per_round": down / n if n else None,
+        "full_distribution_bytes_per_draft_token": vocab_size * 4,
+        "mean_tail_mass": sum(r.tail_mass for r in rounds) / n if n else None,
+        "wall_s": wall_s,
+        "tokens_per_second": emitted / wall_s if wall_s > 0 else None,
+        "errors": dict(errors),
+        "errors_total": sum(errors.values()),
+        "agents": agents,
+        "bytes_note": "ZMTP 3 frame bytes (msgpack body + frame header) as received; TCP/IP headers excluded",
+    }

@@ -1,0 +1,336 @@
+"""The controller's ROUTER: one session per agent, the target, the verifier.
+
+Single-threaded on purpose: one message is handled at a time, so each
+agent's target KV cache and RNG are touched by one code path only.  Bad
+input from any peer is answered with an ``ERROR`` message and counted;
+the loop carries on serving the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import zmq
+
+from agent.lm import CachedLM, probs_from_logits
+from agent.models import LoadedModel
+from agent.protocol import (
+    Bye,
+    Configure,
+    DraftPayload,
+    DraftRequest,
+    Error,
+    Hello,
+    Message,
+    ProtocolError,
+    Ready,
+    Verdict,
+    decode,
+    encode,
+    index_dtype_for,
+    zmtp_frame_bytes,
+)
+from controller.profiles import Generation
+from controller.results import RoundRecord
+from controller.verify import greedy_verify, reconstruct, speculative_verify, tail_mass
+
+log = logging.getLogger(__name__)
+
+
+def job_seed(seed: int, prompt_id: str) -> int:
+    """Per-prompt seed: a prompt's output does not depend on which agent ran it."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{prompt_id}".encode()).digest()[:7], "little")
+
+
+@dataclass
+class Job:
+    """One prompt to generate for."""
+
+    prompt_id: str
+    prompt_token_ids: list[int]
+    max_new_tokens: int
+    seed: int
+    generated: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Session:
+    """One connected agent."""
+
+    identity: bytes
+    name: str
+    facts: dict
+    target: CachedLM
+    ready: bool = False
+    job: Job | None = None
+    request_id: int = -1
+    round: int = 0
+    generator: torch.Generator = field(default_factory=torch.Generator)
+    rounds_done: int = 0
+    jobs_done: int = 0
+    info: dict = field(default_factory=dict)
+
+
+class Controller:
+    """Serves agents on a ROUTER socket until every job is done."""
+
+    def __init__(
+        self,
+        target: LoadedModel,
+        drafter_spec: dict,
+        generation: Generation,
+        jobs: list[Job],
+        on_round: Callable[[RoundRecord], None],
+        on_output: Callable[[Job], None],
+        endpoint: str = "tcp://127.0.0.1:*",
+        device: str = "cpu",
+    ) -> None:
+        self.target = target
+        self.generation = generation
+        self.vocab_size = target.vocab_size
+        self.device = device
+        self.settings = {
+            "drafter": drafter_spec,
+            "vocab_size": self.vocab_size,
+            "temperature": float(generation.temperature),
+            "top_k": generation.top_k,
+            "sampling": generation.sampling,
+            "prob_dtype": generation.prob_dtype,
+            "index_dtype": index_dtype_for(self.vocab_size),
+        }
+        eos = target.model.generation_config.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        self.pending: deque[Job] = deque(jobs)
+        self.unfinished = len(jobs)
+        self.on_round = on_round
+        self.on_output = on_output
+        self.sessions: dict[bytes, Session] = {}
+        self.departed: list[Session] = []
+        self.errors: Counter[str] = Counter()
+        self.next_request_id = 0
+        self.first_request_ns: int | None = None  # generation window on the controller's clock
+        self.last_output_ns: int | None = None
+        self.ctx = zmq.Context.instance()
+        self.sock = self.ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 2000)
+        self.sock.bind(endpoint)
+        self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    # -- sending --------------------------------------------------------
+    def _send(self, identity: bytes, message: Message) -> int:
+        frame = encode(message)
+        self.sock.send_multipart([identity, frame])
+        return zmtp_frame_bytes(len(frame))
+
+    def _reply_error(self, identity: bytes, exc: ProtocolError) -> None:
+        self.errors[exc.code] += 1
+        session = self.sessions.get(identity)
+        who = session.name if session else identity.hex()
+        log.warning("bad input from %s: %s", who, exc)
+        context = {k: v for k, v in exc.context.items() if isinstance(v, (int, str, float))}
+        self._send(identity, Error(exc.code, exc.message, context))
+
+    # -- the loop -------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        return self.unfinished == 0
+
+    def serve(self, timeout_s: float | None = None, check: Callable[[], None] | None = None) -> None:
+        """Handle messages until all jobs are done (or ``timeout_s`` passes).
+
+        ``check`` runs between messages (at least every 100 ms); it may raise
+        to abort, or call ``agent_lost`` for an agent that died.
+        """
+        deadline = time.monotonic() + timeout_s if timeout_s else None
+        poller = zmq.Poller()
+        poller.register(self.sock, zmq.POLLIN)
+        while not self.done:
+            if deadline and time.monotonic() > deadline:
+                raise TimeoutError(f"{self.unfinished} prompt(s) unfinished after {timeout_s} s")
+            if check:
+                check()
+            if not poller.poll(100):
+                continue
+            parts = self.sock.recv_multipart()
+            t_recv = time.monotonic_ns()
+            if len(parts) != 2:
+                self._reply_error(parts[0], ProtocolError("malformed", f"expected one frame, got {len(parts) - 1}"))
+                continue
+            self.handle(parts[0], parts[1], t_recv)
+
+    def handle(self, identity: bytes, frame: bytes, t_recv: int) -> None:
+        try:
+            msg = decode(frame, vocab_size=self.vocab_size)
+            session = self.sessions.get(identity)
+            if isinstance(msg, Hello):
+                self._on_hello(identity, msg)
+                return
+            if session is None:
+                raise ProtocolError("unknown_agent", f"{type(msg).__name__} from an agent that never said hello")
+            if isinstance(msg, Ready):
+                self._on_ready(session, msg)
+            elif isinstance(msg, DraftPayload):
+                self._on_payload(session, msg, len(frame), t_recv)
+            elif isinstance(msg, Bye):
+                self.agent_lost(identity, f"said bye: {msg.reason}")
+            elif isinstance(msg, Error):
+                self.errors[f"agent_{msg.code}"] += 1
+                log.warning("agent %s reports %s: %s", session.name, msg.code, msg.message)
+            else:
+                raise ProtocolError("unexpected", f"{type(msg).__name__} is not sent to a controller")
+        except ProtocolError as exc:
+            self._reply_error(identity, exc)
+        except Exception as exc:  # a bug must not take the other agents down
+            log.exception("internal error handling a message")
+            self._reply_error(identity, ProtocolError("internal", f"{type(exc).__name__}: {exc}"))
+
+    # -- handlers -------------------------------------------------------
+    def _on_hello(self, identity: bytes, msg: Hello) -> None:
+        if identity in self.sessions:
+            self.agent_lost(identity, "said hello again")
+        self.sessions[identity] = Session(identity, msg.agent, msg.facts, CachedLM(self.target.model, self.device))
+        log.info("agent %s connected", msg.agent)
+        self._send(identity, Configure(self.settings))
+
+    def _on_ready(self, session: Session, msg: Ready) -> None:
+        if msg.info.get("vocab_size") != self.vocab_size:
+            raise ProtocolError(
+                "unexpected", f"drafter vocabulary {msg.info.get('vocab_size')} != target {self.vocab_size}"
+            )
+        session.ready, session.info = True, msg.info
+        self._assign(session)
+
+    def _assign(self, session: Session) -> None:
+        if session.job is not None or not session.ready:
+            return
+        if not self.pending:
+            if self.done:
+                self._send(session.identity, Bye("all prompts done"))
+            return
+        job = self.pending.popleft()
+        if self.first_request_ns is None:
+            self.first_request_ns = time.monotonic_ns()
+        job.generated = []
+        session.job, session.round = job, 0
+        session.request_id = self.next_request_id
+        self.next_request_id += 1
+        session.target.reset()
+        session.generator.manual_seed(job.seed + 1)
+        self._send(
+            session.identity,
+            DraftRequest(
+                session.request_id, job.prompt_id, job.prompt_token_ids, self.generation.draft_length, job.seed
+            ),
+        )
+
+    def _on_payload(self, session: Session, msg: DraftPayload, frame_len: int, t_recv: int) -> None:
+        t_decoded = time.monotonic_ns()
+        job = session.job
+        if job is None or msg.request_id != session.request_id or msg.round != session.round:
+            raise ProtocolError(
+                "unexpected",
+                f"payload for request {msg.request_id} round {msg.round}, expected "
+                f"request {session.request_id} round {session.round}",
+            )
+        g = self.generation
+        drafts = torch.from_numpy(msg.token_ids.astype("int64"))  # [γ]
+        committed = job.prompt_token_ids + job.generated
+        logits = session.target.logits(committed + drafts.tolist(), len(committed) - 1)  # [γ + 1, V]
+        t_target = time.monotonic_ns()
+        topk_probs = torch.from_numpy(msg.topk_probs.astype("float32"))  # [γ, K]
+        if g.temperature == 0:
+            n_accepted, next_token = greedy_verify(drafts, logits)
+        else:
+            p = probs_from_logits(logits, g.temperature)  # [γ + 1, V]
+            strategy = g.reconstruction if g.sampling == "full" else "renormalise"
+            topk_idx = torch.from_numpy(msg.topk_indices.astype("int64"))  # [γ, K]
+            q = reconstruct(topk_idx, topk_probs, self.vocab_size, strategy)  # [γ, V]
+            qx = torch.from_numpy(msg.draft_probs.copy())  # [γ]
+            n_accepted, next_token = speculative_verify(drafts, q, p, session.generator, draft_token_probs=qx)
+        t_verified = time.monotonic_ns()
+
+        new = drafts[:n_accepted].tolist() + [next_token]
+        new = new[: job.max_new_tokens - len(job.generated)]
+        for i, tok in enumerate(new):
+            if tok in self.eos_ids:
+                new = new[: i + 1]
+                break
+        job.generated.extend(new)
+        done = len(job.generated) >= job.max_new_tokens or bool(new and new[-1] in self.eos_ids)
+        t_reply = time.monotonic_ns()
+        verdict = Verdict(msg.request_id, msg.round, n_accepted, next_token, done, g.draft_length, [t_recv, t_reply])
+        bytes_down = self._send(session.identity, verdict)
+        session.round += 1
+        session.rounds_done += 1
+        t = msg.times
+        self.on_round(
+            RoundRecord(
+                agent=session.name,
+                prompt_id=job.prompt_id,
+                request_id=msg.request_id,
+                round=msg.round,
+                draft_length=msg.draft_length,
+                accepted=n_accepted,
+                emitted=len(new),
+                next_kind="bonus" if n_accepted == msg.draft_length else "recovered",
+                bytes_up=zmtp_frame_bytes(frame_len),
+                bytes_down=bytes_down,
+                agent_draft_start_ns=t[0],
+                agent_draft_end_ns=t[1],
+                agent_send_ns=t[2],
+                agent_prev_verdict_recv_ns=t[3],
+                ctrl_recv_ns=t_recv,
+                ctrl_decoded_ns=t_decoded,
+                ctrl_target_done_ns=t_target,
+                ctrl_verified_ns=t_verified,
+                ctrl_reply_ns=t_reply,
+                tail_mass=float(tail_mass(topk_probs).mean()),
+            )
+        )
+        if done:
+            session.job = None
+            session.jobs_done += 1
+            session.target.reset()
+            self.unfinished -= 1
+            self.last_output_ns = time.monotonic_ns()
+            self.on_output(job)
+            self._assign(session)
+            if self.done:
+                self.say_bye("all prompts done")
+
+    def agent_lost(self, identity: bytes, why: str) -> None:
+        """Forget an agent; its unfinished prompt goes back to the queue."""
+        session = self.sessions.pop(identity, None)
+        if session is None:
+            return
+        log.warning("agent %s left: %s", session.name, why)
+        self.departed.append(session)
+        if session.job is not None:
+            self.pending.appendleft(session.job)
+            for other in self.sessions.values():
+                self._assign(other)
+
+    def say_bye(self, reason: str) -> None:
+        for identity in list(self.sessions):
+            self._send(identity, Bye(reason))
+
+    def agent_summaries(self) -> dict[str, dict]:
+        return {
+            s.name: {"facts": s.facts, "drafter": s.info, "rounds": s.rounds_done, "prompts": s.jobs_done}
+            for s in [*self.departed, *self.sessions.values()]
+        }
+
+    def generation_wall_s(self) -> float:
+        """Seconds from the first draft request to the last finished prompt."""
+        if self.first_request_ns is None or self.last_output_ns is None:
+            return 0.0
+        return (self.last_output_ns - self.first_request_ns) / 1e9
+
+    def close(self) -> None:
+        self.sock.close()
