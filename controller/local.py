@@ -66,11 +66,13 @@ def run_local(
     agent_threads: int | None = 1,
     timeout_s: float = 3600.0,
     on_progress: Callable[[int, int, RoundRecord | None], None] | None = None,
+    on_listening: Callable[[str], None] | None = None,
 ) -> LocalRun:
     """Generate for every prompt of ``experiment`` with agent subprocesses.
 
-    ``target`` may be passed to reuse a loaded model (tests do).  Writes the
-    run folder and returns its summary.
+    ``target`` may be passed to reuse a loaded model (tests do);
+    ``on_listening`` is called with the controller's endpoint once it is
+    bound.  Writes the run folder and returns its summary.
     """
     n_agents = agents or experiment.agents
     gen = experiment.generation
@@ -113,6 +115,8 @@ def run_local(
             on_progress(done_count, len(jobs), None)
 
     controller = Controller(target, pair.drafter, gen, jobs, on_round, on_output)
+    if on_listening:
+        on_listening(controller.endpoint)
     procs = {
         f"agent-{i}": spawn_agent(controller.endpoint, f"agent-{i}", out_dir / "logs" / f"agent-{i}.log", agent_threads)
         for i in range(n_agents)
