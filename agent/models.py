@@ -229,7 +229,10 @@ def load_model(spec: dict, device: str = "cpu") -> LoadedModel:
     elif source in ("bundled", "local"):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from transformers.utils import logging as hf_logging
+
         path = fetch_bundled() if source == "bundled" else Path(spec["path"]).expanduser()
+        hf_logging.disable_progress_bar()  # a per-load bar in every agent log says nothing useful
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(path)
     else:

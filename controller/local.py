@@ -142,7 +142,7 @@ def run_local(
             except subprocess.TimeoutExpired:
                 p.kill()
         controller.close()
-        writer.close()
+        writer.close(prompt_order=[j.prompt_id for j in jobs])
         summary = summarise(
             rounds, target.vocab_size, controller.generation_wall_s(), controller.errors, controller.agent_summaries()
         )

@@ -135,9 +135,23 @@ class RunWriter:
         tmp.replace(path)
         return path
 
-    def close(self) -> None:
+    def close(self, prompt_order: list[str] | None = None) -> None:
+        """Close the files; with ``prompt_order``, rewrite outputs.jsonl in that order.
+
+        Prompts finish in whatever order the agents get to them; the final
+        file lists them in profile order so that two runs of one profile and
+        seed give byte-identical outputs.
+        """
         self._rounds.close()
         self._outputs.close()
+        if prompt_order is not None:
+            path = self.dir / "outputs.jsonl"
+            rank = {pid: i for i, pid in enumerate(prompt_order)}
+            lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+            lines.sort(key=lambda ln: rank.get(json.loads(ln)["prompt_id"], len(rank)))
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text("".join(ln + "\n" for ln in lines), encoding="utf-8")
+            tmp.replace(path)
 
 
 def summarise(
