@@ -228,7 +228,6 @@ def load_model(spec: dict, device: str = "cpu") -> LoadedModel:
         model = _tiny_llama(spec)
     elif source in ("bundled", "local"):
         from transformers import AutoModelForCausalLM, AutoTokenizer
-
         from transformers.utils import logging as hf_logging
 
         path = fetch_bundled() if source == "bundled" else Path(spec["path"]).expanduser()

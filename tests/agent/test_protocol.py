@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from agent.protocol import (
+    MESSAGE_TYPES,
     PROTOCOL_VERSION,
     Bye,
     Configure,
     DraftPayload,
     DraftRequest,
     Error,
-    MESSAGE_TYPES,
     Hello,
     MsgType,
     ProtocolError,
