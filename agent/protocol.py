@@ -18,7 +18,9 @@ Message types (direction, fields in order):
     ``settings`` map: ``drafter`` (model spec, see ``agent.models``),
     ``vocab_size`` int (the target's), ``temperature`` float >= 0,
     ``top_k`` int, ``sampling`` "full" | "top-k", ``prob_dtype`` "float16" |
-    "float32", ``index_dtype`` "uint8" | "uint16" | "uint32".
+    "float32", ``index_dtype`` "uint8" | "uint16" | "uint32"; optional
+    ``telemetry`` map: ``endpoint`` str (the controller's SUB socket),
+    ``rate_hz`` float.
 ``READY`` (3, agent -> controller)
     ``info`` map: ``drafter`` name, ``vocab_size``, ``load_s``.
 ``DRAFT_REQUEST`` (4, controller -> agent)
@@ -31,8 +33,9 @@ Message types (direction, fields in order):
     (index dtype), ``draft_probs`` bytes [γ] float32 (exact q_i(x_i) of the
     distribution the token was sampled from), ``topk_indices`` bytes [γ, K]
     (index dtype), ``topk_probs`` bytes [γ, K] (prob dtype), ``times`` list
-    of 4 ints, agent monotonic ns: draft start, draft end, packed/sent, and
-    receipt of the previous verdict (0 on a request's first round).
+    of 5 ints, agent monotonic ns: draft start, draft end, packed/sent,
+    receipt of the previous verdict and the end of its rollback (both 0 on a
+    request's first round).
 ``VERDICT`` (6, controller -> agent), one per round
     ``request_id``, ``round``, ``n_accepted`` int, ``next_token`` int (the
     recovered or bonus token), ``done`` bool, ``draft_length`` int (γ of the
@@ -42,6 +45,15 @@ Message types (direction, fields in order):
     ``code`` str (one of ``ERROR_CODES``), ``message`` str, ``context`` map.
 ``BYE`` (8, either way)
     ``reason`` str.
+``TIME_PING`` (9, controller -> agent)
+    ``seq`` int, ``t1_ns`` controller monotonic ns at sending.
+``TIME_PONG`` (10, agent -> controller)
+    ``seq``, ``t1_ns`` echoed, ``t2_ns`` agent ns at receipt, ``t3_ns``
+    agent ns at reply: NTP's four timestamps with the controller's receipt.
+``TELEMETRY`` (11, agent PUB -> controller SUB)
+    ``host`` str, ``columns`` list of str, ``rows`` list of lists (numbers
+    or nil for a missing reading), ``t_ns`` the first column, on the
+    agent's clock.
 
 Decoding validates everything and raises ``ProtocolError`` whose ``code``
 is the counter the receiver increments.
@@ -63,6 +75,7 @@ PROTOCOL_VERSION = 1
 PROB_SUM_TOLERANCE = 1e-2
 
 INDEX_DTYPES = {"uint8": np.dtype("<u1"), "uint16": np.dtype("<u2"), "uint32": np.dtype("<u4")}
+PAYLOAD_TIMES = 5  # timestamps in a draft payload
 PROB_DTYPES = {"float16": np.dtype("<f2"), "float32": np.dtype("<f4")}
 SAMPLING_MODES = ("full", "top-k")
 
@@ -100,6 +113,9 @@ class MsgType(IntEnum):
     VERDICT = 6
     ERROR = 7
     BYE = 8
+    TIME_PING = 9
+    TIME_PONG = 10
+    TELEMETRY = 11
 
 
 def index_dtype_for(vocab_size: int) -> str:
@@ -238,7 +254,7 @@ class DraftPayload(Message):
     draft_probs: np.ndarray  # [γ] float32, exact q_i(x_i)
     topk_indices: np.ndarray  # [γ, K] index dtype
     topk_probs: np.ndarray  # [γ, K] prob dtype
-    times: list[int]  # agent monotonic ns: draft start, draft end, sent, previous verdict received
+    times: list[int]  # agent ns: draft start, draft end, sent, previous verdict received, its rollback done
 
     def to_wire(self) -> list:
         idx, prob = INDEX_DTYPES[self.index_dtype], PROB_DTYPES[self.prob_dtype]
@@ -302,7 +318,7 @@ class DraftPayload(Message):
             draft_probs,
             topk_indices,
             topk_probs,
-            _times(fields[10], "times", 4),
+            _times(fields[10], "times", PAYLOAD_TIMES),
         )
 
 
@@ -353,8 +369,69 @@ class Bye(Message):
         return cls(_str(fields[0], "reason"))
 
 
+@dataclass
+class TimePing(Message):
+    TYPE: ClassVar[MsgType] = MsgType.TIME_PING
+    seq: int
+    t1_ns: int
+
+    @classmethod
+    def from_wire(cls, fields: list, **ctx: Any) -> TimePing:
+        return cls(_int(fields[0], "seq"), _int(fields[1], "t1_ns"))
+
+
+@dataclass
+class TimePong(Message):
+    TYPE: ClassVar[MsgType] = MsgType.TIME_PONG
+    seq: int
+    t1_ns: int
+    t2_ns: int
+    t3_ns: int
+
+    @classmethod
+    def from_wire(cls, fields: list, **ctx: Any) -> TimePong:
+        seq, t1, t2, t3 = (_int(v, n) for v, n in zip(fields, ("seq", "t1_ns", "t2_ns", "t3_ns"), strict=True))
+        return cls(seq, t1, t2, t3)
+
+
+@dataclass
+class Telemetry(Message):
+    TYPE: ClassVar[MsgType] = MsgType.TELEMETRY
+    host: str
+    columns: list[str]
+    rows: list[list]
+
+    @classmethod
+    def from_wire(cls, fields: list, **ctx: Any) -> Telemetry:
+        host = _str(fields[0], "host")
+        columns, rows = fields[1], fields[2]
+        _check(isinstance(columns, list) and columns and columns[0] == "t_ns", "malformed", "columns start with t_ns")
+        _check(all(isinstance(c, str) for c in columns), "malformed", "column names must be strings")
+        _check(isinstance(rows, list), "malformed", "rows must be a list")
+        for row in rows:
+            _check(isinstance(row, list) and len(row) == len(columns), "bad_shape", "a row differs from the columns")
+            _int(row[0], "t_ns")
+            for v in row[1:]:
+                ok = v is None or isinstance(v, (int, float, str)) and not isinstance(v, bool)
+                _check(ok, "malformed", "telemetry values are numbers, strings or nil")
+        return cls(host, columns, rows)
+
+
 MESSAGE_TYPES: dict[MsgType, type[Message]] = {
-    cls.TYPE: cls for cls in (Hello, Configure, Ready, DraftRequest, DraftPayload, Verdict, Error, Bye)
+    cls.TYPE: cls
+    for cls in (
+        Hello,
+        Configure,
+        Ready,
+        DraftRequest,
+        DraftPayload,
+        Verdict,
+        Error,
+        Bye,
+        TimePing,
+        TimePong,
+        Telemetry,
+    )
 }
 
 

@@ -30,6 +30,8 @@ from agent.protocol import (
     Message,
     ProtocolError,
     Ready,
+    TimePing,
+    TimePong,
     Verdict,
     decode,
     encode,
@@ -63,8 +65,18 @@ def agent_facts(name: str) -> dict:
 class Agent:
     """One drafter serving one controller over a DEALER socket."""
 
-    def __init__(self, connect: str, name: str, device: str = "cpu", idle_timeout_s: float = 600.0) -> None:
+    def __init__(
+        self,
+        connect: str,
+        name: str,
+        device: str = "cpu",
+        idle_timeout_s: float = 600.0,
+        clock_shift_ns: int = 0,
+    ) -> None:
         self.name = name
+        # Added to every timestamp this agent reports: lets tests give an
+        # agent a clock with a known offset from the controller's.
+        self.clock_shift_ns = clock_shift_ns
         self.device = device
         self.idle_timeout_s = idle_timeout_s
         self.ctx = zmq.Context.instance()
@@ -77,7 +89,13 @@ class Agent:
         self.round = 0
         self.draft_length = 1
         self.last_verdict_ns = 0
+        self.last_rollback_ns = 0
         self.errors_received = 0
+        self.telemetry = None  # TelemetryPublisher once configured with an endpoint
+
+    def now_ns(self) -> int:
+        """This agent's clock: monotonic ns plus the configured shift."""
+        return time.monotonic_ns() + self.clock_shift_ns
 
     def send(self, message: Message) -> None:
         self.sock.send(encode(message))
@@ -92,7 +110,7 @@ class Agent:
                 log.error("no message from the controller for %.0f s; exiting", self.idle_timeout_s)
                 return 3
             frame = self.sock.recv()
-            recv_ns = time.monotonic_ns()
+            recv_ns = self.now_ns()
             try:
                 msg = decode(frame, vocab_size=self.vocab_size)
             except ProtocolError as exc:
@@ -115,8 +133,10 @@ class Agent:
                 raise ProtocolError("unexpected", "draft request before configure")
             self.request, self.round, self.draft_length = msg, 0, msg.draft_length
             self.drafter.start(msg.token_ids, msg.seed)
-            self.last_verdict_ns = 0
+            self.last_verdict_ns = self.last_rollback_ns = 0
             self.draft_and_send()
+        elif isinstance(msg, TimePing):
+            self.send(TimePong(msg.seq, msg.t1_ns, recv_ns, self.now_ns()))
         elif isinstance(msg, Verdict):
             self.on_verdict(msg, recv_ns)
         elif isinstance(msg, Error):
@@ -146,6 +166,7 @@ class Agent:
         drafts = self.last_draft.token_ids[: msg.n_accepted].tolist()
         self.drafter.accept(drafts, msg.next_token)
         self.last_verdict_ns = recv_ns
+        self.last_rollback_ns = self.now_ns()
         if msg.done:
             self.request = None
             return
@@ -155,9 +176,9 @@ class Agent:
 
     def draft_and_send(self) -> None:
         s = self.drafter.settings
-        t_start = time.monotonic_ns()
+        t_start = self.now_ns()
         draft: Draft = self.drafter.draft(self.draft_length)
-        t_end = time.monotonic_ns()
+        t_end = self.now_ns()
         self.last_draft = draft
         payload = DraftPayload(
             request_id=self.request.request_id,
@@ -170,8 +191,9 @@ class Agent:
             draft_probs=draft.draft_probs,
             topk_indices=draft.topk_indices,
             topk_probs=draft.topk_probs,
-            times=[t_start, t_end, time.monotonic_ns(), self.last_verdict_ns],
+            times=[t_start, t_end, 0, self.last_verdict_ns, self.last_rollback_ns],
         )
+        payload.times[2] = self.now_ns()
         self.send(payload)
 
     def close(self) -> None:
@@ -192,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--idle-timeout", type=float, default=600.0, help="exit after this many seconds without a message"
     )
+    parser.add_argument(
+        "--clock-shift-ns", type=int, default=0, help="add this to every reported timestamp (clock-sync tests)"
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format=f"%(asctime)s {args.name} %(levelname)s %(message)s")
@@ -199,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    agent = Agent(args.connect, args.name, args.device, args.idle_timeout)
+    agent = Agent(args.connect, args.name, args.device, args.idle_timeout, args.clock_shift_ns)
     try:
         return agent.run()
     finally:

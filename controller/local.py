@@ -49,8 +49,10 @@ class LocalRun:
     outputs: dict[str, list[int]]
 
 
-def spawn_agent(endpoint: str, name: str, log_path: Path, threads: int | None) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "agent", "--connect", endpoint, "--name", name]
+def spawn_agent(
+    endpoint: str, name: str, log_path: Path, threads: int | None, extra_args: list[str] | None = None
+) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "agent", "--connect", endpoint, "--name", name, *(extra_args or [])]
     if threads:
         cmd += ["--threads", str(threads)]
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -67,12 +69,14 @@ def run_local(
     timeout_s: float = 3600.0,
     on_progress: Callable[[int, int, RoundRecord | None], None] | None = None,
     on_listening: Callable[[str], None] | None = None,
+    agent_args: dict[str, list[str]] | None = None,
 ) -> LocalRun:
     """Generate for every prompt of ``experiment`` with agent subprocesses.
 
     ``target`` may be passed to reuse a loaded model (tests do);
     ``on_listening`` is called with the controller's endpoint once it is
-    bound.  Writes the run folder and returns its summary.
+    bound; ``agent_args`` adds command-line arguments per agent name
+    (``agent-0``, ...).  Writes the run folder and returns its summary.
     """
     n_agents = agents or experiment.agents
     gen = experiment.generation
@@ -118,8 +122,10 @@ def run_local(
     if on_listening:
         on_listening(controller.endpoint)
     procs = {
-        f"agent-{i}": spawn_agent(controller.endpoint, f"agent-{i}", out_dir / "logs" / f"agent-{i}.log", agent_threads)
-        for i in range(n_agents)
+        name: spawn_agent(
+            controller.endpoint, name, out_dir / "logs" / f"{name}.log", agent_threads, (agent_args or {}).get(name)
+        )
+        for name in (f"agent-{i}" for i in range(n_agents))
     }
 
     def check() -> None:
@@ -152,6 +158,7 @@ def run_local(
         summary["agent_exit_codes"] = {name: p.returncode for name, p in procs.items()}
         writer.write_json("summary.json", summary)
         manifest["agents"] = {name: s["facts"] for name, s in summary["agents"].items()}
+        manifest["clock_offsets"] = {name: s["clock"] for name, s in summary["agents"].items()}
         manifest["finished_unix_s"] = time.time()
         writer.write_json("manifest.json", manifest)
     return LocalRun(out_dir, summary, outputs)

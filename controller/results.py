@@ -46,12 +46,23 @@ class RoundRecord:
     agent_draft_end_ns: int
     agent_send_ns: int
     agent_prev_verdict_recv_ns: int
+    agent_prev_rollback_done_ns: int
     ctrl_recv_ns: int
     ctrl_decoded_ns: int
     ctrl_target_done_ns: int
     ctrl_verified_ns: int
     ctrl_reply_ns: int
     tail_mass: float  # mean probability mass outside the top K over the γ drafts
+    clock_offset_ns: int | None = None  # agent minus controller clock when recorded
+    phases: dict | None = None  # PHASES -> [start, end] on the controller's clock (ns)
+
+
+#: Phases of a round, in order.  ``reply`` runs from the verdict being ready to
+#: its receipt by the agent, and ``rollback`` is the agent applying it; both
+#: belong to the previous round and arrive with this round's payload.
+PHASES = ("drafting", "packing", "uplink", "decode", "target_forward", "verification", "reply", "rollback")
+AGENT_PHASES = ("drafting", "packing", "rollback")
+CONTROLLER_PHASES = ("decode", "target_forward", "verification")
 
 
 def host_facts() -> dict[str, Any]:

@@ -30,17 +30,23 @@ from agent.protocol import (
     Message,
     ProtocolError,
     Ready,
+    TimePing,
+    TimePong,
     Verdict,
     decode,
     encode,
     index_dtype_for,
     zmtp_frame_bytes,
 )
+from controller.clocksync import ClockEstimator
 from controller.profiles import Generation
 from controller.results import RoundRecord
 from controller.verify import greedy_verify, reconstruct, speculative_verify, tail_mass
 
 log = logging.getLogger(__name__)
+
+SYNC_PINGS_START = 8  # clock-offset pings when an agent becomes ready
+SYNC_PINGS_BETWEEN = 4  # and between prompts
 
 
 def job_seed(seed: int, prompt_id: str) -> int:
@@ -75,6 +81,10 @@ class Session:
     rounds_done: int = 0
     jobs_done: int = 0
     info: dict = field(default_factory=dict)
+    clock: ClockEstimator = field(default_factory=ClockEstimator)
+    pings_left: int = 0
+    ping_seq: int = 0
+    last_verified_ns: int = 0  # previous round's verdict ready (controller clock)
 
 
 class Controller:
@@ -177,6 +187,8 @@ class Controller:
                 self._on_ready(session, msg)
             elif isinstance(msg, DraftPayload):
                 self._on_payload(session, msg, len(frame), t_recv)
+            elif isinstance(msg, TimePong):
+                self._on_pong(session, msg, t_recv)
             elif isinstance(msg, Bye):
                 self.agent_lost(identity, f"said bye: {msg.reason}")
             elif isinstance(msg, Error):
@@ -204,7 +216,27 @@ class Controller:
                 "unexpected", f"drafter vocabulary {msg.info.get('vocab_size')} != target {self.vocab_size}"
             )
         session.ready, session.info = True, msg.info
-        self._assign(session)
+        self._sync_clock(session, SYNC_PINGS_START)
+
+    def _sync_clock(self, session: Session, pings: int) -> None:
+        """A burst of pings; the job is assigned when the last pong is in."""
+        session.clock.new_burst()
+        session.pings_left = pings
+        self._ping(session)
+
+    def _ping(self, session: Session) -> None:
+        session.ping_seq += 1
+        self._send(session.identity, TimePing(session.ping_seq, time.monotonic_ns()))
+
+    def _on_pong(self, session: Session, msg: TimePong, t4: int) -> None:
+        if msg.seq != session.ping_seq or session.pings_left <= 0:
+            raise ProtocolError("unexpected", f"pong {msg.seq} does not answer ping {session.ping_seq}")
+        session.clock.add(msg.t1_ns, msg.t2_ns, msg.t3_ns, t4)
+        session.pings_left -= 1
+        if session.pings_left > 0:
+            self._ping(session)
+        else:
+            self._assign(session)
 
     def _assign(self, session: Session) -> None:
         if session.job is not None or not session.ready:
@@ -217,7 +249,7 @@ class Controller:
         if self.first_request_ns is None:
             self.first_request_ns = time.monotonic_ns()
         job.generated = []
-        session.job, session.round = job, 0
+        session.job, session.round, session.last_verified_ns = job, 0, 0
         session.request_id = self.next_request_id
         self.next_request_id += 1
         session.target.reset()
@@ -269,6 +301,20 @@ class Controller:
         session.round += 1
         session.rounds_done += 1
         t = msg.times
+        clock = session.clock
+        to_ctrl = clock.to_controller if clock.samples else (lambda ns: ns)
+        phases = {
+            "drafting": [to_ctrl(t[0]), to_ctrl(t[1])],
+            "packing": [to_ctrl(t[1]), to_ctrl(t[2])],
+            "uplink": [to_ctrl(t[2]), t_recv],
+            "decode": [t_recv, t_decoded],
+            "target_forward": [t_decoded, t_target],
+            "verification": [t_target, t_verified],
+        }
+        if t[3] and session.last_verified_ns:
+            phases["reply"] = [session.last_verified_ns, to_ctrl(t[3])]
+            phases["rollback"] = [to_ctrl(t[3]), to_ctrl(t[4])]
+        session.last_verified_ns = t_verified
         self.on_round(
             RoundRecord(
                 agent=session.name,
@@ -285,12 +331,15 @@ class Controller:
                 agent_draft_end_ns=t[1],
                 agent_send_ns=t[2],
                 agent_prev_verdict_recv_ns=t[3],
+                agent_prev_rollback_done_ns=t[4],
                 ctrl_recv_ns=t_recv,
                 ctrl_decoded_ns=t_decoded,
                 ctrl_target_done_ns=t_target,
                 ctrl_verified_ns=t_verified,
                 ctrl_reply_ns=t_reply,
                 tail_mass=float(tail_mass(topk_probs).mean()),
+                clock_offset_ns=round(clock.offset_at(t_recv)) if clock.samples else None,
+                phases=phases,
             )
         )
         if done:
@@ -300,7 +349,10 @@ class Controller:
             self.unfinished -= 1
             self.last_output_ns = time.monotonic_ns()
             self.on_output(job)
-            self._assign(session)
+            if self.pending:
+                self._sync_clock(session, SYNC_PINGS_BETWEEN)
+            else:
+                self._assign(session)
             if self.done:
                 self.say_bye("all prompts done")
 
@@ -322,7 +374,13 @@ class Controller:
 
     def agent_summaries(self) -> dict[str, dict]:
         return {
-            s.name: {"facts": s.facts, "drafter": s.info, "rounds": s.rounds_done, "prompts": s.jobs_done}
+            s.name: {
+                "facts": s.facts,
+                "drafter": s.info,
+                "rounds": s.rounds_done,
+                "prompts": s.jobs_done,
+                "clock": s.clock.describe(),
+            }
             for s in [*self.departed, *self.sessions.values()]
         }
 

@@ -18,6 +18,9 @@ from agent.protocol import (
     MsgType,
     ProtocolError,
     Ready,
+    Telemetry,
+    TimePing,
+    TimePong,
     Verdict,
     decode,
     encode,
@@ -43,7 +46,7 @@ def payload(gamma: int = 4, k: int = 8, prob_dtype: str = "float16", vocab: int 
         draft_probs=probs[:, 0].astype(np.float32),
         topk_indices=idx,
         topk_probs=probs,
-        times=[1, 2, 3, 0],
+        times=[1, 2, 3, 0, 0],
     )
 
 
@@ -75,6 +78,9 @@ def test_index_dtype_is_the_narrowest():
         Verdict(1, 0, 2, 77, False, 4, [10, 20]),
         Error("malformed", "bad", {"field": "x"}),
         Bye("done"),
+        TimePing(4, 123456789),
+        TimePong(4, 123456789, 5, 6),
+        Telemetry("orin-1", ["t_ns", "cpu_percent", "power_total_w"], [[1, 12.5, None], [2, 13.0, None]]),
     ],
 )
 def test_round_trip(message):
@@ -90,7 +96,7 @@ def test_payload_round_trip_keeps_arrays_and_dtypes():
     np.testing.assert_array_equal(got.topk_indices, sent.topk_indices)
     np.testing.assert_array_equal(got.topk_probs, sent.topk_probs.astype(np.float16))
     np.testing.assert_array_equal(got.draft_probs, sent.draft_probs)
-    assert got.times == [1, 2, 3, 0]
+    assert got.times == [1, 2, 3, 0, 0]
 
 
 def test_payload_with_k8_float16_fits_64_bytes_per_draft_token():

@@ -27,7 +27,7 @@ def bad_payload(vocab: int, nan: bool = False, index: int | None = None) -> byte
     if index is not None:
         idx[1, 3] = index
     msg = DraftPayload(
-        0, 0, 2, 4, "uint8", "float16", idx[:, 0], np.array([0.1, 0.1], np.float32), idx, probs, [0, 0, 0, 0]
+        0, 0, 2, 4, "uint8", "float16", idx[:, 0], np.array([0.1, 0.1], np.float32), idx, probs, [0, 0, 0, 0, 0]
     )
     return encode(msg)
 

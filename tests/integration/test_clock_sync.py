@@ -1,0 +1,62 @@
+"""Clock offsets estimated over the real ZeroMQ link, one agent shifted on purpose."""
+
+from __future__ import annotations
+
+import json
+
+from controller.clocksync import ClockEstimator
+from controller.local import run_local
+from controller.profiles import load_experiment
+
+SHIFT_NS = 250_000_000  # agent-1 reports times 250 ms ahead of the shared monotonic clock
+TOLERANCE_NS = 1_000_000  # 1 ms
+
+
+def test_shifted_agent_offset_is_recovered(tmp_path, tiny_pair):
+    experiment = load_experiment("tiny", max_new_tokens=16)
+    run = run_local(
+        experiment,
+        tmp_path / "run",
+        agents=2,
+        target=tiny_pair[0],
+        agent_args={"agent-1": ["--clock-shift-ns", str(SHIFT_NS)]},
+    )
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    offsets = manifest["clock_offsets"]
+    assert abs(offsets["agent-0"]["offset_ns"]) < TOLERANCE_NS, offsets
+    assert abs(offsets["agent-1"]["offset_ns"] - SHIFT_NS) < TOLERANCE_NS, offsets
+    assert offsets["agent-1"]["uncertainty_ns"] < TOLERANCE_NS
+    # Round phases are on the controller's clock: uplink starts before the controller receives.
+    rounds = [json.loads(line) for line in (tmp_path / "run" / "rounds.jsonl").read_text().splitlines()]
+    shifted = [r for r in rounds if r["agent"] == "agent-1"]
+    for r in shifted:
+        start, end = r["phases"]["uplink"]
+        assert 0 <= end - start < 1_000_000_000, r["phases"]["uplink"]
+    assert run.summary["prompts"] == len(experiment.prompts)
+
+
+def test_estimator_math_with_asymmetric_delays():
+    est = ClockEstimator()
+    true_offset = 5_000_000
+    # controller sends at t1; out delay d1, agent holds h, back delay d2
+    for t1, d1, h, d2 in [(0, 400, 100, 300), (10_000, 50, 10, 50), (20_000, 2_000, 10, 100)]:
+        t2 = t1 + d1 + true_offset
+        t3 = t2 + h
+        t4 = t3 - true_offset + d2
+        est.add(t1, t2, t3, t4)
+    offset, drift, unc = est.fit()
+    assert offset == true_offset  # the symmetric, lowest-delay sample wins
+    assert unc == 50 and drift == 0.0
+    assert est.to_controller(true_offset + 123) == 123
+
+
+def test_estimator_fits_drift_across_bursts():
+    est = ClockEstimator()
+    drift = 20e-6  # 20 ppm
+    for burst in range(5):
+        est.new_burst()
+        t1 = burst * 60_000_000_000  # a burst a minute
+        off = 1_000 + drift * t1
+        est.add(t1, int(t1 + 100 + off), int(t1 + 110 + off), t1 + 210)
+    _, fitted, _ = est.fit()
+    assert abs(fitted - drift) < 1e-7
