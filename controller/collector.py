@@ -1,0 +1,99 @@
+"""Telemetry collection: a SUB socket for the agents' batches, CSV per host.
+
+Agents publish ``TELEMETRY`` batches on a PUB socket connected to this
+collector's SUB; the controller's own sampler writes here directly.  Each
+host gets ``telemetry/<host>.csv`` with one row per sample; the columns are
+those of the host's first batch (``t_ns`` first, on that host's monotonic
+clock; ``manifest.json`` holds the offsets to the controller's clock).
+Empty cells are missing readings, never zeros.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import threading
+from collections import Counter
+from pathlib import Path
+
+import zmq
+
+from agent.protocol import ProtocolError, Telemetry, decode
+
+log = logging.getLogger(__name__)
+
+
+class TelemetryCollector:
+    """Receives and writes telemetry in a background thread."""
+
+    def __init__(self, out_dir: Path, endpoint: str = "tcp://127.0.0.1:*") -> None:
+        self.dir = Path(out_dir) / "telemetry"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.ctx = zmq.Context.instance()
+        self.sock = self.ctx.socket(zmq.SUB)
+        self.sock.setsockopt(zmq.SUBSCRIBE, b"")
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.bind(endpoint)
+        self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.rows: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.dropped_columns: Counter[str] = Counter()
+        self._files: dict[str, tuple[object, csv.writer, list[str]]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="telemetry-collector", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def write(self, host: str, columns: list[str], rows: list[list]) -> None:
+        """Append rows for ``host`` (thread-safe; the controller's sampler calls it too)."""
+        with self._lock:
+            if host not in self._files:
+                safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in host)
+                fh = open(self.dir / f"{safe}.csv", "w", newline="", encoding="utf-8")
+                writer = csv.writer(fh)
+                writer.writerow(columns)
+                self._files[host] = (fh, writer, list(columns))
+            fh, writer, header = self._files[host]
+            if columns == header:
+                writer.writerows([["" if v is None else v for v in row] for row in rows])
+            else:
+                where = {c: i for i, c in enumerate(columns)}
+                for c in set(columns) - set(header):
+                    self.dropped_columns[f"{host}:{c}"] += len(rows)
+                for row in rows:
+                    writer.writerow(["" if (i := where.get(c)) is None or row[i] is None else row[i] for c in header])
+            fh.flush()
+            self.rows[host] += len(rows)
+
+    def _handle(self, frame: bytes) -> None:
+        try:
+            msg = decode(frame)
+            if not isinstance(msg, Telemetry):
+                raise ProtocolError("unexpected", f"{type(msg).__name__} on the telemetry socket")
+        except ProtocolError as exc:
+            self.errors[exc.code] += 1
+            log.warning("bad telemetry frame: %s", exc)
+            return
+        self.write(msg.host, msg.columns, msg.rows)
+
+    def _run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.sock, zmq.POLLIN)
+        while not self._stop.is_set():
+            if poller.poll(100):
+                self._handle(self.sock.recv())
+
+    def stop(self) -> None:
+        """Stop the thread, write what is still queued, close the files."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+        while self.sock.poll(0):
+            self._handle(self.sock.recv())
+        with self._lock:
+            for fh, _, _ in self._files.values():
+                fh.close()
+            self._files.clear()
+        self.sock.close()
