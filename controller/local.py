@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from agent.models import LoadedModel, load_model, prepare_model
+from controller.collector import TelemetryCollector
+from controller.energy import host_summary, read_series
 from controller.profiles import Experiment, Prompt
 from controller.results import RoundRecord, RunWriter, git_commit, host_facts, summarise, versions
 from controller.server import Controller, Job, job_seed
@@ -118,7 +120,20 @@ def run_local(
         if on_progress:
             on_progress(done_count, len(jobs), None)
 
-    controller = Controller(target, pair.drafter, gen, jobs, on_round, on_output)
+    rate = experiment.telemetry_rate_hz
+    collector = TelemetryCollector(out_dir)
+    collector.start()
+    controller = Controller(
+        target,
+        pair.drafter,
+        gen,
+        jobs,
+        on_round,
+        on_output,
+        telemetry={"endpoint": collector.endpoint, "rate_hz": rate},
+    )
+    own = ControllerTelemetry(collector, rate)
+    own.start()
     if on_listening:
         on_listening(controller.endpoint)
     procs = {
@@ -148,6 +163,8 @@ def run_local(
             except subprocess.TimeoutExpired:
                 p.kill()
         controller.close()
+        own.stop()
+        collector.stop()
         writer.close(prompt_order=[j.prompt_id for j in jobs])
         summary = summarise(
             rounds, target.vocab_size, controller.generation_wall_s(), controller.errors, controller.agent_summaries()
@@ -156,9 +173,67 @@ def run_local(
         summary["prompts"] = len(outputs)
         summary["prompts_requested"] = len(jobs)
         summary["agent_exit_codes"] = {name: p.returncode for name, p in procs.items()}
+        window = (controller.first_request_ns or 0, controller.last_output_ns or 0)
+        summary["hosts"] = host_summaries(out_dir, rounds, controller, window, summary["tokens_generated"], rate)
+        summary["telemetry"] = {"rate_hz": rate, "rows": dict(collector.rows), "errors": dict(collector.errors)}
         writer.write_json("summary.json", summary)
         manifest["agents"] = {name: s["facts"] for name, s in summary["agents"].items()}
         manifest["clock_offsets"] = {name: s["clock"] for name, s in summary["agents"].items()}
+        manifest["telemetry"] = {
+            "rate_hz": rate,
+            "controller": own.describe(),
+            **{name: s["drafter"].get("telemetry") for name, s in summary["agents"].items()},
+            "power_missing": {h: v["power_missing"] for h, v in summary["hosts"].items() if v["power_missing"]},
+        }
         manifest["finished_unix_s"] = time.time()
         writer.write_json("manifest.json", manifest)
     return LocalRun(out_dir, summary, outputs)
+
+
+class ControllerTelemetry:
+    """The controller host's own sampler, writing straight into the collector."""
+
+    def __init__(self, collector: TelemetryCollector, rate_hz: float) -> None:
+        import os
+
+        from agent.runtime import rows_to_columns
+        from agent.telemetry import TelemetryThread, auto_samplers
+
+        self.samplers = auto_samplers(os.getpid())
+
+        def on_batch(rows: list[dict]) -> None:
+            if rows:
+                collector.write("controller", *rows_to_columns(rows))
+
+        self.thread = TelemetryThread(self.samplers, "controller", rate_hz=rate_hz, on_batch=on_batch)
+
+    def describe(self) -> list[dict]:
+        return [s.describe() for s in self.samplers]
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.thread.stop()
+
+
+def host_summaries(
+    out_dir: Path, rounds: list[RoundRecord], controller: Controller, window: tuple[int, int], tokens: int, rate: float
+) -> dict[str, dict]:
+    """Per-host energy, power, memory and phase latency (see controller.energy)."""
+    from dataclasses import asdict
+
+    records = [asdict(r) for r in rounds]
+    clocks = controller.clocks()
+    out = {}
+    hosts = {"controller": None, **{name: clocks[name] for name in clocks}}
+    for host, clock in hosts.items():
+        path = out_dir / "telemetry" / f"{host}.csv"
+        to_ctrl = clock.to_controller if clock is not None and clock.samples else None
+        cols = read_series(path, to_ctrl) if path.is_file() else None
+        out[host] = host_summary(cols, records, host, host == "controller", window, tokens)
+        if cols:
+            # generation window on the controller's clock; 1 / rate apart
+            out[host]["samples_in_window"] = sum(1 for t in cols["t_ns"] if window[0] <= t <= window[1])
+            out[host]["samples_expected_in_window"] = int(rate * (window[1] - window[0]) / 1e9)
+    return out

@@ -64,6 +64,7 @@ class Experiment:
     agents: int = 2
     generation: Generation = field(default_factory=Generation)
     path: str = ""
+    telemetry_rate_hz: float = 20.0  # samples per second on every host
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -173,7 +174,14 @@ def load_experiment(ref: str, prompts: str | None = None, **overrides: Any) -> E
     """Load and validate an experiment profile; ``overrides`` replace generation fields."""
     path = _resolve(ref, "experiments", ".yaml")
     data = _read_yaml(path)
-    _unknown(path, "experiment", data, {"name", "models", "prompts", "agents", "generation"})
+    _unknown(path, "experiment", data, {"name", "models", "prompts", "agents", "generation", "telemetry"})
+    telemetry = data.get("telemetry") or {}
+    if not isinstance(telemetry, dict):
+        raise ProfileError(f"{path}: telemetry: expected a mapping with rate_hz")
+    _unknown(path, "telemetry", telemetry, {"rate_hz"})
+    rate = _typed(path, "telemetry.rate_hz", telemetry.get("rate_hz", 20.0), (int, float), "a rate in Hz")
+    if not 0 < rate <= 1000:
+        raise ProfileError(f"{path}: telemetry.rate_hz: expected a rate in (0, 1000] Hz, got {rate}")
     models = _typed(path, "models", data.get("models"), str, "the name or path of a model-pair profile")
     prompts_ref = prompts or _typed(
         path, "prompts", data.get("prompts"), str, "the name or path of a prompts JSONL file"
@@ -191,4 +199,5 @@ def load_experiment(ref: str, prompts: str | None = None, **overrides: Any) -> E
         agents=agents,
         generation=load_generation(path, gen),
         path=str(path),
+        telemetry_rate_hz=float(rate),
     )

@@ -100,6 +100,7 @@ class Controller:
         on_output: Callable[[Job], None],
         endpoint: str = "tcp://127.0.0.1:*",
         device: str = "cpu",
+        telemetry: dict | None = None,
     ) -> None:
         self.target = target
         self.generation = generation
@@ -114,6 +115,8 @@ class Controller:
             "prob_dtype": generation.prob_dtype,
             "index_dtype": index_dtype_for(self.vocab_size),
         }
+        if telemetry:
+            self.settings["telemetry"] = telemetry  # {"endpoint": SUB endpoint, "rate_hz": float}
         eos = target.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self.pending: deque[Job] = deque(jobs)
@@ -383,6 +386,9 @@ class Controller:
             }
             for s in [*self.departed, *self.sessions.values()]
         }
+
+    def clocks(self) -> dict[str, ClockEstimator]:
+        return {s.name: s.clock for s in [*self.departed, *self.sessions.values()]}
 
     def generation_wall_s(self) -> float:
         """Seconds from the first draft request to the last finished prompt."""

@@ -1,0 +1,121 @@
+"""``specbed report DIR``: plots of a run's telemetry, phases and energy.
+
+Writes into ``DIR/report/``:
+``power.png``           power (or, where no power sensor exists, CPU load) per
+                        host over time, with that host's phases shaded
+``latency.png``         per-round latency broken down by phase (stacked bars)
+``energy_per_token.png``  joules per generated token per host ("n/a" where no
+                        power sensor was readable, with the reason)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from controller.energy import host_power, read_series
+from controller.results import AGENT_PHASES, CONTROLLER_PHASES, PHASES
+
+PHASE_COLOURS = {
+    "drafting": "#4C72B0",
+    "packing": "#8172B3",
+    "uplink": "#937860",
+    "decode": "#DA8BC3",
+    "target_forward": "#C44E52",
+    "verification": "#DD8452",
+    "reply": "#CCB974",
+    "rollback": "#55A868",
+}
+
+
+def _offset_fn(clock: dict | None):
+    """Agent ns -> controller ns from the manifest's offset (constant plus drift)."""
+    if not clock or clock.get("offset_ns") is None:
+        return None
+    offset, drift = clock["offset_ns"], (clock.get("drift_ppm") or 0.0) * 1e-6
+    return lambda t: round((t - offset) / (1.0 + drift))
+
+
+def make_report(run_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run_dir = Path(run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    rounds = [json.loads(x) for x in (run_dir / "rounds.jsonl").read_text().splitlines() if x.strip()]
+    out = run_dir / "report"
+    out.mkdir(exist_ok=True)
+    written = []
+    hosts = list(summary.get("hosts", {}))
+    clocks = manifest.get("clock_offsets", {})
+    t0 = min((r["ctrl_recv_ns"] for r in rounds), default=0)
+
+    # power over time, phases shaded
+    fig, axes = plt.subplots(max(len(hosts), 1), 1, figsize=(11, 2.6 * max(len(hosts), 1)), sharex=True, squeeze=False)
+    for ax, host in zip(axes[:, 0], hosts, strict=False):
+        path = run_dir / "telemetry" / f"{host}.csv"
+        if path.is_file():
+            cols = read_series(path, _offset_fn(clocks.get(host)))
+            t = [(x - t0) / 1e9 for x in cols["t_ns"]]
+            power, sources = host_power(cols)
+            if sources:
+                ax.plot(t, [p if p is not None else float("nan") for p in power], color="black", lw=1)
+                ax.set_ylabel("power (W)")
+            else:
+                cpu = cols.get("cpu_percent", [])
+                ax.plot(t, [c if c is not None else float("nan") for c in cpu], color="grey", lw=1)
+                ax.set_ylabel("CPU load (%)")
+                ax.text(0.01, 0.85, "no power sensor: CPU load shown", transform=ax.transAxes, fontsize=8)
+        own = CONTROLLER_PHASES if host == "controller" else AGENT_PHASES
+        for r in rounds:
+            if host != "controller" and r["agent"] != host:
+                continue
+            for phase, (a, b) in (r.get("phases") or {}).items():
+                if phase in own:
+                    ax.axvspan((a - t0) / 1e9, (b - t0) / 1e9, color=PHASE_COLOURS[phase], alpha=0.25, lw=0)
+        ax.set_title(host, fontsize=9, loc="left")
+    axes[-1, 0].set_xlabel("time since first round (s, controller clock)")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=PHASE_COLOURS[p], alpha=0.4) for p in PHASES]
+    fig.legend(handles, PHASES, loc="upper right", fontsize=7, ncol=4)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
+    written.append(out / "power.png")
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
+
+    # per-round latency breakdown
+    fig, ax = plt.subplots(figsize=(11, 4))
+    shown = rounds[:200]
+    bottoms = [0.0] * len(shown)
+    for phase in PHASES:
+        heights = []
+        for r in shown:
+            span = (r.get("phases") or {}).get(phase)
+            heights.append((span[1] - span[0]) / 1e6 if span else 0.0)
+        ax.bar(range(len(shown)), heights, bottom=bottoms, color=PHASE_COLOURS[phase], label=phase, width=0.9)
+        bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
+    ax.set_xlabel(f"round (first {len(shown)} of {len(rounds)}, in arrival order)")
+    ax.set_ylabel("latency (ms)")
+    ax.set_title("per-round latency by phase (reply and rollback belong to the previous round)")
+    ax.legend(fontsize=7, ncol=4)
+    fig.tight_layout()
+    written.append(out / "latency.png")
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
+
+    # energy per token per host
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    values = [summary["hosts"][h]["joules_per_generated_token"] for h in hosts]
+    ax.bar(hosts, [v or 0.0 for v in values], color="#4C72B0")
+    for i, (h, v) in enumerate(zip(hosts, values, strict=True)):
+        label = f"{v:.3f} J" if v is not None else "n/a: " + str(summary["hosts"][h]["power_missing"])
+        ax.text(i, (v or 0.0), label, ha="center", va="bottom", fontsize=7, wrap=True)
+    ax.set_ylabel("J per generated token")
+    ax.set_title("energy per generated token, per host")
+    fig.tight_layout()
+    written.append(out / "energy_per_token.png")
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
+    return written
