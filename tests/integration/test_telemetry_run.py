@@ -1,0 +1,37 @@
+"""`specbed local` writes telemetry for every host at the configured rate."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from controller.local import run_local
+from controller.profiles import load_experiment
+
+
+def test_local_run_writes_telemetry_for_every_host(tmp_path, tiny_pair):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(f'{{"id": "q{i}", "prompt_token_ids": [0, {2 + i}]}}\n' for i in range(40)))
+    experiment = load_experiment("tiny", prompts=str(prompts), max_new_tokens=64)
+    run = run_local(experiment, tmp_path / "run", agents=2, target=tiny_pair[0])
+    out = tmp_path / "run"
+    summary = run.summary
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert summary["wall_s"] > 2.0, "the run must be long enough to count samples"
+    assert set(summary["hosts"]) == {"controller", "agent-0", "agent-1"}
+    for host, h in summary["hosts"].items():
+        with open(out / "telemetry" / f"{host}.csv") as fh:
+            rows = list(csv.DictReader(fh))
+        assert {"t_ns", "cpu_percent", "mem_used_bytes", "proc_rss_bytes"} <= set(rows[0])
+        assert all(r["proc_rss_bytes"] for r in rows)
+        expected = h["samples_expected_in_window"]
+        assert h["samples_in_window"] >= 0.9 * expected, (host, h["samples_in_window"], expected)
+        # no readable power sensor on this machine: null, with the reason
+        assert h["energy_j"] is None and h["mean_power_w"] is None and h["joules_per_generated_token"] is None
+        assert h["power_missing"] and manifest["telemetry"]["power_missing"][host] == h["power_missing"]
+        assert h["peak_memory_bytes"] > 0
+        assert all(isinstance(v, float) for p, v in h["phase_mean_s"].items() if v is not None)
+    assert summary["hosts"]["controller"]["phase_mean_s"]["target_forward"] > 0
+    assert summary["hosts"]["agent-0"]["phase_mean_s"]["drafting"] > 0
+    assert manifest["telemetry"]["rate_hz"] == 20.0
+    assert any(d["sampler"] in ("procfs", "psutil") for d in manifest["telemetry"]["agent-0"])
