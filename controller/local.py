@@ -233,7 +233,9 @@ def host_summaries(
         cols = read_series(path, to_ctrl) if path.is_file() else None
         out[host] = host_summary(cols, records, host, host == "controller", window, tokens)
         if cols:
-            # generation window on the controller's clock; 1 / rate apart
-            out[host]["samples_in_window"] = sum(1 for t in cols["t_ns"] if window[0] <= t <= window[1])
-            out[host]["samples_expected_in_window"] = int(rate * (window[1] - window[0]) / 1e9)
+            # The generation window (controller clock) as far as this host
+            # was sampling: an agent that joined late is not short of samples.
+            a, b = max(window[0], cols["t_ns"][0]), min(window[1], cols["t_ns"][-1])
+            out[host]["samples_in_window"] = sum(1 for t in cols["t_ns"] if a <= t <= b)
+            out[host]["samples_expected_in_window"] = int(rate * max(b - a, 0) / 1e9) + 1
     return out

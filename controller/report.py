@@ -106,15 +106,19 @@ def make_report(run_dir: Path) -> list[Path]:
     plt.close(fig)
 
     # energy per token per host
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, ax = plt.subplots(figsize=(7, 3.8))
     values = [summary["hosts"][h]["joules_per_generated_token"] for h in hosts]
     ax.bar(hosts, [v or 0.0 for v in values], color="#4C72B0")
-    for i, (h, v) in enumerate(zip(hosts, values, strict=True)):
-        label = f"{v:.3f} J" if v is not None else "n/a: " + str(summary["hosts"][h]["power_missing"])
-        ax.text(i, (v or 0.0), label, ha="center", va="bottom", fontsize=7, wrap=True)
+    top = max([v for v in values if v is not None], default=0.0) or 1.0
+    ax.set_ylim(0, top * 1.2)
+    for i, v in enumerate(values):
+        ax.text(i, v or 0.0, f"{v:.3f} J" if v is not None else "n/a", ha="center", va="bottom", fontsize=8)
+    missing = [f"{h}: {summary['hosts'][h]['power_missing']}" for h, v in zip(hosts, values, strict=True) if v is None]
+    if missing:
+        fig.text(0.01, 0.01, "n/a = " + "; ".join(missing), fontsize=6, wrap=True)
     ax.set_ylabel("J per generated token")
     ax.set_title("energy per generated token, per host")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.08 if missing else 0, 1, 1))
     written.append(out / "energy_per_token.png")
     fig.savefig(written[-1], dpi=110)
     plt.close(fig)

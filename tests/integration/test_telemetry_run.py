@@ -35,3 +35,15 @@ def test_local_run_writes_telemetry_for_every_host(tmp_path, tiny_pair):
     assert summary["hosts"]["agent-0"]["phase_mean_s"]["drafting"] > 0
     assert manifest["telemetry"]["rate_hz"] == 20.0
     assert any(d["sampler"] in ("procfs", "psutil") for d in manifest["telemetry"]["agent-0"])
+
+
+def test_report_draws_the_plots(tmp_path, tiny_pair):
+    from controller.cli import main
+
+    experiment = load_experiment("tiny", max_new_tokens=16)
+    run_local(experiment, tmp_path / "run", agents=1, target=tiny_pair[0])
+    assert main(["report", str(tmp_path / "run")]) == 0
+    for name in ("power.png", "latency.png", "energy_per_token.png"):
+        data = (tmp_path / "run" / "report" / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5_000, name
+    assert main(["report", str(tmp_path)]) == 2  # not a run folder: a clear error
