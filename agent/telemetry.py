@@ -199,8 +199,15 @@ class NvmlSampler(Sampler):
 
     name = "nvml"
 
-    def __init__(self, index: int = 0) -> None:
+    def __init__(self, index: int = 0, energy_interval_s: float = 1.0, slow_interval_s: float = 0.5) -> None:
         super().__init__()
+        self.slow_interval_ns = int(slow_interval_s * 1e9)
+        self.slow_last_ns = -(1 << 62)
+        # The energy counter costs about 4 ms of CPU a call (H100, driver
+        # 580) and moves about every 100 ms; read it at most this often,
+        # leaving the rows between without it (missing, not repeated).
+        self.energy_interval_ns = int(energy_interval_s * 1e9)
+        self.energy_last_ns = -(1 << 62)
         try:
             import pynvml
         except ImportError:
@@ -222,19 +229,28 @@ class NvmlSampler(Sampler):
 
     def read(self) -> Reading:
         n, h = self.nvml, self.handle
-        mem = n.nvmlDeviceGetMemoryInfo(h)
-        return {
-            "gpu_power_w": n.nvmlDeviceGetPowerUsage(h) / 1000.0,
-            "gpu_energy_mj": n.nvmlDeviceGetTotalEnergyConsumption(h) if self.has_energy else None,
-            "gpu_mem_used_bytes": mem.used,
-            "gpu_util_percent": n.nvmlDeviceGetUtilizationRates(h).gpu,
-            "gpu_sm_clock_mhz": n.nvmlDeviceGetClockInfo(h, n.NVML_CLOCK_SM),
-        }
+        out: Reading = {"gpu_power_w": n.nvmlDeviceGetPowerUsage(h) / 1000.0, "gpu_energy_mj": self._energy()}
+        now = time.monotonic_ns()
+        if now - self.slow_last_ns >= self.slow_interval_ns:
+            # memory, utilisation and clocks move slowly: read every slow_interval_s
+            self.slow_last_ns = now
+            out["gpu_mem_used_bytes"] = n.nvmlDeviceGetMemoryInfo(h).used
+            out["gpu_util_percent"] = n.nvmlDeviceGetUtilizationRates(h).gpu
+            out["gpu_sm_clock_mhz"] = n.nvmlDeviceGetClockInfo(h, n.NVML_CLOCK_SM)
+        return out
+
+    def _energy(self) -> int | None:
+        now = time.monotonic_ns()
+        if not self.has_energy or now - self.energy_last_ns < self.energy_interval_ns:
+            return None
+        self.energy_last_ns = now
+        return self.nvml.nvmlDeviceGetTotalEnergyConsumption(self.handle)
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
         if self.available():
             d.update(
+                energy_interval_s=self.energy_interval_ns / 1e9,
                 gpu=str(self.gpu_name),
                 source="NVML: nvmlDeviceGetPowerUsage (1 s average on most Ampere GPUs), "
                 + ("nvmlDeviceGetTotalEnergyConsumption (mJ)" if self.has_energy else "no energy counter"),

@@ -147,5 +147,8 @@ def test_nvml_on_a_real_gpu():
     busy = s.read()
     print(f"NVML idle {idle['gpu_power_w']:.1f} W, under matmul {busy['gpu_power_w']:.1f} W, {s.describe()}")
     assert busy["gpu_power_w"] > idle["gpu_power_w"]
-    if idle["gpu_energy_mj"] is not None:
-        assert busy["gpu_energy_mj"] > idle["gpu_energy_mj"]
+    if s.has_energy:
+        assert idle["gpu_energy_mj"] is not None  # the first read takes the counter
+        assert s.read()["gpu_energy_mj"] is None  # then at most once per energy_interval_s
+        time.sleep(1.0)
+        assert s.read()["gpu_energy_mj"] > idle["gpu_energy_mj"]
