@@ -77,14 +77,16 @@ class TelemetryPublisher:
     is up before the first batch; afterwards only the sampler thread uses it.
     """
 
-    def __init__(self, ctx: zmq.Context, endpoint: str, host: str, rate_hz: float, shift_ns: int) -> None:
+    def __init__(
+        self, ctx: zmq.Context, endpoint: str, host: str, rate_hz: float, shift_ns: int, host_sampler: str = "psutil"
+    ) -> None:
         from agent.telemetry import TelemetryThread, auto_samplers
 
         self.host, self.shift_ns = host, shift_ns
         self.sock = ctx.socket(zmq.PUB)
         self.sock.setsockopt(zmq.LINGER, 2000)
         self.sock.connect(endpoint)
-        self.samplers = auto_samplers(os.getpid())
+        self.samplers = auto_samplers(os.getpid(), host_sampler)
         self.thread = TelemetryThread(self.samplers, host, rate_hz=rate_hz, on_batch=self._publish)
 
     def _publish(self, rows: list[dict]) -> None:
@@ -205,7 +207,12 @@ class Agent:
         tele = settings.get("telemetry")
         if tele and self.telemetry is None:
             self.telemetry = TelemetryPublisher(
-                self.ctx, tele["endpoint"], self.name, float(tele.get("rate_hz", 20.0)), self.clock_shift_ns
+                self.ctx,
+                tele["endpoint"],
+                self.name,
+                float(tele.get("rate_hz", 20.0)),
+                self.clock_shift_ns,
+                tele.get("host_sampler", "psutil"),
             )
             self.telemetry.start()
             info["telemetry"] = self.telemetry.describe()

@@ -356,22 +356,27 @@ class JetsonSampler(Sampler):
             self.jtop.close()
 
 
-def all_samplers(pid: int | None = None, host_sampler: str = "auto") -> list[Sampler]:
+HOST_SAMPLERS = ("psutil", "procfs")
+
+
+def all_samplers(pid: int | None = None, host_sampler: str = "psutil") -> list[Sampler]:
     """Every sampler family, available or not (unavailable ones say why).
 
-    ``host_sampler`` picks CPU/memory/RSS: "procfs", "psutil", or "auto"
-    (procfs where /proc is readable, psutil elsewhere).
+    ``host_sampler`` picks the CPU/memory/RSS source: "psutil" (the
+    default, portable) or "procfs" (the same /proc files with kept-open
+    descriptors, about half psutil's cost; Linux only).  If the one asked
+    for is unavailable the other is tried.
     """
-    if host_sampler == "auto":
-        host: Sampler = ProcfsSampler(pid)
-        if not host.available():
-            host = PsutilSampler(pid)
-    else:
-        host = ProcfsSampler(pid) if host_sampler == "procfs" else PsutilSampler(pid)
+    if host_sampler not in HOST_SAMPLERS:
+        raise ValueError(f"host_sampler must be one of {HOST_SAMPLERS}, got {host_sampler!r}")
+    order = [PsutilSampler, ProcfsSampler] if host_sampler == "psutil" else [ProcfsSampler, PsutilSampler]
+    host: Sampler = order[0](pid)
+    if not host.available():
+        host = order[1](pid)
     return [host, RaplSampler(), NvmlSampler(), JetsonSampler()]
 
 
-def auto_samplers(pid: int | None = None, host_sampler: str = "auto") -> list[Sampler]:
+def auto_samplers(pid: int | None = None, host_sampler: str = "psutil") -> list[Sampler]:
     """The samplers this host can read.  ``describe_samplers`` lists the rest with reasons."""
     return [s for s in all_samplers(pid, host_sampler) if s.available()]
 

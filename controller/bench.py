@@ -8,7 +8,7 @@ import time
 from agent.telemetry import TelemetryThread, auto_samplers
 
 
-def bench_telemetry(rate_hz: float = 20.0, duration_s: float = 10.0, host_sampler: str = "auto") -> dict:
+def bench_telemetry(rate_hz: float = 20.0, duration_s: float = 10.0, host_sampler: str = "psutil") -> dict:
     """Sampling overhead: the sampler thread's CPU time per second of wall time.
 
     Runs every sampler this host can read, as an agent does, batching rows

@@ -201,9 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     tele.add_argument("--out", default=None, help="also write the result as JSON here")
     tele.add_argument(
         "--host-sampler",
-        choices=("auto", "procfs", "psutil"),
-        default="auto",
-        help="CPU/memory source: procfs (kept-open /proc reads), psutil, or auto (procfs on Linux)",
+        choices=("psutil", "procfs"),
+        default="psutil",
+        help="CPU/memory source: psutil (default) or procfs (kept-open /proc reads)",
     )
     tele.set_defaults(func=cmd_bench)
 

@@ -130,9 +130,10 @@ def run_local(
         jobs,
         on_round,
         on_output,
-        telemetry={"endpoint": collector.endpoint, "rate_hz": rate},
+        telemetry={"endpoint": collector.endpoint, "rate_hz": rate, "host_sampler": experiment.telemetry_host_sampler},
+        min_agents=n_agents,
     )
-    own = ControllerTelemetry(collector, rate)
+    own = ControllerTelemetry(collector, rate, experiment.telemetry_host_sampler)
     own.start()
     if on_listening:
         on_listening(controller.endpoint)
@@ -143,8 +144,15 @@ def run_local(
         for name in (f"agent-{i}" for i in range(n_agents))
     }
 
+    lost: set[str] = set()
+
     def check() -> None:
         dead = {name: p.returncode for name, p in procs.items() if p.poll() is not None}
+        for name in sorted(set(dead) - lost):
+            lost.add(name)
+            log.warning("agent %s exited with code %s; see %s", name, dead[name], out_dir / "logs")
+            if not controller.started:
+                controller.lower_min_agents()
         for session in list(controller.sessions.values()):
             if session.name in dead:
                 controller.agent_lost(session.identity, f"process exited with code {dead[session.name]}")
@@ -193,13 +201,13 @@ def run_local(
 class ControllerTelemetry:
     """The controller host's own sampler, writing straight into the collector."""
 
-    def __init__(self, collector: TelemetryCollector, rate_hz: float) -> None:
+    def __init__(self, collector: TelemetryCollector, rate_hz: float, host_sampler: str = "psutil") -> None:
         import os
 
         from agent.runtime import rows_to_columns
         from agent.telemetry import TelemetryThread, auto_samplers
 
-        self.samplers = auto_samplers(os.getpid())
+        self.samplers = auto_samplers(os.getpid(), host_sampler)
 
         def on_batch(rows: list[dict]) -> None:
             if rows:

@@ -65,6 +65,7 @@ class Experiment:
     generation: Generation = field(default_factory=Generation)
     path: str = ""
     telemetry_rate_hz: float = 20.0  # samples per second on every host
+    telemetry_host_sampler: str = "psutil"  # CPU/memory source: psutil | procfs
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -178,7 +179,10 @@ def load_experiment(ref: str, prompts: str | None = None, **overrides: Any) -> E
     telemetry = data.get("telemetry") or {}
     if not isinstance(telemetry, dict):
         raise ProfileError(f"{path}: telemetry: expected a mapping with rate_hz")
-    _unknown(path, "telemetry", telemetry, {"rate_hz"})
+    _unknown(path, "telemetry", telemetry, {"rate_hz", "host_sampler"})
+    host_sampler = telemetry.get("host_sampler", "psutil")
+    if host_sampler not in ("psutil", "procfs"):
+        raise ProfileError(f"{path}: telemetry.host_sampler: expected one of psutil, procfs, got {host_sampler!r}")
     rate = _typed(path, "telemetry.rate_hz", telemetry.get("rate_hz", 20.0), (int, float), "a rate in Hz")
     if not 0 < rate <= 1000:
         raise ProfileError(f"{path}: telemetry.rate_hz: expected a rate in (0, 1000] Hz, got {rate}")
@@ -200,4 +204,5 @@ def load_experiment(ref: str, prompts: str | None = None, **overrides: Any) -> E
         generation=load_generation(path, gen),
         path=str(path),
         telemetry_rate_hz=float(rate),
+        telemetry_host_sampler=host_sampler,
     )

@@ -101,6 +101,7 @@ class Controller:
         endpoint: str = "tcp://127.0.0.1:*",
         device: str = "cpu",
         telemetry: dict | None = None,
+        min_agents: int = 1,
     ) -> None:
         self.target = target
         self.generation = generation
@@ -127,6 +128,10 @@ class Controller:
         self.departed: list[Session] = []
         self.errors: Counter[str] = Counter()
         self.next_request_id = 0
+        # No prompt is handed out before this many agents are ready and
+        # clock-synced, so every agent of a run takes part from the start.
+        self.min_agents = min_agents
+        self.started = False
         self.first_request_ns: int | None = None  # generation window on the controller's clock
         self.last_output_ns: int | None = None
         self.ctx = zmq.Context.instance()
@@ -242,6 +247,24 @@ class Controller:
             self._assign(session)
 
     def _assign(self, session: Session) -> None:
+        if not self.started:
+            synced = [s for s in self.sessions.values() if s.ready and s.pings_left == 0]
+            if len(synced) < self.min_agents:
+                return
+            self.started = True
+            for s in synced:
+                self._assign_one(s)
+            return
+        self._assign_one(session)
+
+    def lower_min_agents(self) -> None:
+        """An agent that never became ready is gone: wait for one fewer."""
+        self.min_agents = max(1, self.min_agents - 1)
+        for s in list(self.sessions.values()):
+            if s.ready and s.pings_left == 0 and s.job is None:
+                self._assign(s)
+
+    def _assign_one(self, session: Session) -> None:
         if session.job is not None or not session.ready:
             return
         if not self.pending:

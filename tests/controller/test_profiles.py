@@ -50,3 +50,12 @@ def test_prompt_line_without_prompt(tmp_path):
     prompts = write(tmp_path, "p.jsonl", '{"id": "a", "prompt": "hi"}\n{"id": "b"}\n')
     with pytest.raises(ProfileError, match=r"p\.jsonl:2: prompt: missing"):
         load_experiment("tiny", prompts=prompts)
+
+
+def test_bad_telemetry_settings(tmp_path):
+    path = write(tmp_path, "e.yaml", "models: tiny-llama\nprompts: tiny\ntelemetry:\n  host_sampler: top\n")
+    with pytest.raises(ProfileError, match=r"telemetry\.host_sampler: expected one of psutil, procfs"):
+        load_experiment(path)
+    path = write(tmp_path, "f.yaml", "models: tiny-llama\nprompts: tiny\ntelemetry:\n  rate_hz: 0\n")
+    with pytest.raises(ProfileError, match=r"telemetry\.rate_hz"):
+        load_experiment(path)
