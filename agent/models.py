@@ -266,3 +266,13 @@ def prepare_model(spec: dict) -> None:
         prepare_model(spec["base"])
         if spec["base"]["source"] != "tiny-llama" and not (_requantized_dir(spec) / "config.json").is_file():
             load_model(spec)
+
+
+def cache_dirs(spec: dict) -> list[str]:
+    """Folder names under ``<cache>/models/`` that loading ``spec`` reads (what to copy to a board)."""
+    validate_spec(spec)
+    if spec["source"] == "bundled":
+        return [BUNDLED_NAME]
+    if spec["source"] == "requantized" and spec["base"]["source"] != "tiny-llama":
+        return [_requantized_dir(spec).name]
+    return []  # tiny models are built in memory; local paths are the user's to place

@@ -126,6 +126,7 @@ class Agent:
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 1000)
         self.sock.connect(connect)
+        self.connect = connect
         self.drafter: Drafter | None = None
         self.vocab_size: int | None = None
         self.request: DraftRequest | None = None
@@ -208,7 +209,7 @@ class Agent:
         if tele and self.telemetry is None:
             self.telemetry = TelemetryPublisher(
                 self.ctx,
-                tele["endpoint"],
+                self.connect.rsplit(":", 1)[0] + f":{int(tele['port'])}",
                 self.name,
                 float(tele.get("rate_hz", 20.0)),
                 self.clock_shift_ns,

@@ -120,7 +120,7 @@ def cmd_local(args: argparse.Namespace) -> int:
             rate = f"{tokens} tokens, {tokens / (time.monotonic() - t0):.1f} tok/s"
             progress.update(task, completed=done, rate=rate)
 
-        run = run_local(experiment, out_dir, agents=n_agents, on_progress=on_progress)
+        run = run_local(experiment, out_dir, agents=n_agents, on_progress=on_progress, bind=getattr(args, "bind", None))
     _summary_table(run.summary, out_dir)
     print(f"wrote {out_dir}/manifest.json, rounds.jsonl, outputs.jsonl, summary.json")
     if run.summary["prompts"] != run.summary["prompts_requested"]:
@@ -148,6 +148,68 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     return 0
+
+
+def _ansible(args: argparse.Namespace, playbook: str, extra: dict, title: str) -> int:
+    from controller.provision import ProvisionError, check_testbed, recap_table, run_playbook
+
+    try:
+        if getattr(args, "testbed", None):
+            problems = check_testbed(args.testbed, args.inventory)
+            if problems:
+                print(
+                    f"error: {args.testbed} and {args.inventory} disagree:\n  " + "\n  ".join(problems), file=sys.stderr
+                )
+                return 2
+        for item in args.extra_vars or []:
+            key, _, value = item.partition("=")
+            extra[key] = value
+        recap = run_playbook(playbook, args.inventory, extra, check=args.check, limit=args.limit)
+    except ProvisionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    recap_table(title, recap)
+    return 0
+
+
+def cmd_provision(args: argparse.Namespace) -> int:
+    from controller.provision import deploy_vars, work_dir
+
+    return _ansible(args, "site.yml", deploy_vars(args.pair, work_dir()), "specbed provision (site.yml)")
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from controller.provision import deploy_vars, work_dir
+
+    return _ansible(args, "deploy.yml", deploy_vars(args.pair, work_dir()), "specbed deploy (deploy.yml)")
+
+
+def cmd_agents(args: argparse.Namespace) -> int:
+    state = {"start": "started", "stop": "stopped", "restart": "restarted", "status": "status"}[args.action]
+    return _ansible(args, "agents.yml", {"agent_state": state}, f"specbed agents {args.action}")
+
+
+def cmd_shape(args: argparse.Namespace) -> int:
+    extra: dict = {"link_shaping_state": "absent" if args.remove else "present"}
+    if args.rate:
+        extra["uplink_rate"] = args.rate
+    return _ansible(args, "shape.yml", extra, "specbed shape")
+
+
+def cmd_facts(args: argparse.Namespace) -> int:
+    from controller.provision import facts_table
+
+    facts_dir = Path(args.out).resolve()
+    rc = _ansible(args, "facts.yml", {"facts_dir": str(facts_dir)}, "specbed facts")
+    if rc == 0:
+        facts_table(facts_dir)
+    return rc
+
+
+def cmd_testhosts(args: argparse.Namespace) -> int:
+    from controller.testhosts import main
+
+    return main(args.testhosts_args)
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
@@ -188,6 +250,52 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--max-new-tokens", type=int, default=None, help="tokens to generate per prompt")
     local.add_argument("--out", default=None, help="results folder (default: results/<timestamp>-<profile>)")
     local.set_defaults(func=cmd_local)
+
+    serve = sub.add_parser(
+        "serve",
+        help="run an experiment against remote agents (started with `specbed agents start`)",
+        description="Bind the controller at --bind, wait for --agents agents to connect and become ready, "
+        "generate for every prompt and write the run folder, as `specbed local` does.",
+    )
+    serve.add_argument("--bind", default="tcp://0.0.0.0:5555", help="controller endpoint (default tcp://0.0.0.0:5555)")
+    serve.add_argument("--agents", type=int, default=None, help="agents to wait for (default: the profile's)")
+    serve.add_argument("--profile", default="quickstart", help="experiment profile name or path")
+    serve.add_argument("--prompts", default=None, help="JSONL prompts file (default: the profile's)")
+    serve.add_argument("--max-new-tokens", type=int, default=None, help="tokens to generate per prompt")
+    serve.add_argument("--out", default=None, help="results folder (default: results/<timestamp>-<profile>)")
+    serve.set_defaults(func=cmd_local)
+
+    def ansible_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-i", "--inventory", required=True, help="Ansible inventory (see playbooks/inventory/example)")
+        p.add_argument("--testbed", default=None, help="testbed profile to check against the inventory first")
+        p.add_argument("--limit", default=None, help="only these hosts or groups")
+        p.add_argument("--check", action="store_true", help="Ansible check mode: report what would change")
+        p.add_argument("-e", "--extra-vars", action="append", metavar="KEY=VALUE", help="extra variable (repeatable)")
+
+    prov = sub.add_parser("provision", help="set up every host: site.yml (OS, venv, GPU check, boards, agents)")
+    ansible_args(prov)
+    prov.add_argument("--pair", default="smollm2-135m", help="model pair whose drafter files go to the boards")
+    prov.set_defaults(func=cmd_provision)
+    dep = sub.add_parser("deploy", help="install or update specbed and model files on the boards: deploy.yml")
+    ansible_args(dep)
+    dep.add_argument("--pair", default="smollm2-135m", help="model pair whose drafter files go to the boards")
+    dep.set_defaults(func=cmd_deploy)
+    ag = sub.add_parser("agents", help="start, stop, restart or report the agents: agents.yml")
+    ag.add_argument("action", choices=("start", "stop", "restart", "status"))
+    ansible_args(ag)
+    ag.set_defaults(func=cmd_agents)
+    sh = sub.add_parser("shape", help="apply (or --remove) per-device uplink shaping with tc: shape.yml")
+    ansible_args(sh)
+    sh.add_argument("--rate", default=None, help="uplink rate for every device, e.g. 10mbit (default: host_vars)")
+    sh.add_argument("--remove", action="store_true", help="remove the shaping")
+    sh.set_defaults(func=cmd_shape)
+    fa = sub.add_parser("facts", help="per-host report (board, JetPack or driver, GPU, memory, Python, torch)")
+    ansible_args(fa)
+    fa.add_argument("--out", default="results/facts", help="folder for <host>.json (default results/facts)")
+    fa.set_defaults(func=cmd_facts)
+    th = sub.add_parser("testhosts", help="namespace test hosts with sshd (up/down); needs root", add_help=False)
+    th.add_argument("testhosts_args", nargs=argparse.REMAINDER)
+    th.set_defaults(func=cmd_testhosts)
 
     report = sub.add_parser("report", help="draw a run's plots (power, latency by phase, energy per token)")
     report.add_argument("dir", help="a run folder written by specbed local")

@@ -72,13 +72,17 @@ def run_local(
     on_progress: Callable[[int, int, RoundRecord | None], None] | None = None,
     on_listening: Callable[[str], None] | None = None,
     agent_args: dict[str, list[str]] | None = None,
+    bind: str | None = None,
 ) -> LocalRun:
     """Generate for every prompt of ``experiment`` with agent subprocesses.
 
     ``target`` may be passed to reuse a loaded model (tests do);
     ``on_listening`` is called with the controller's endpoint once it is
     bound; ``agent_args`` adds command-line arguments per agent name
-    (``agent-0``, ...).  Writes the run folder and returns its summary.
+    (``agent-0``, ...).  With ``bind`` (e.g. ``tcp://0.0.0.0:5555``) no
+    agent is started: the run waits for ``agents`` remote agents (started by
+    ``specbed agents start``) to connect there.  Writes the run folder and
+    returns its summary.
     """
     n_agents = agents or experiment.agents
     gen = experiment.generation
@@ -86,8 +90,9 @@ def run_local(
     prepare_model(pair.drafter)  # convert once here, not in N agents at once
     target = target or load_model(pair.target)
     writer = RunWriter(out_dir)
+    remote = bind is not None
     manifest: dict[str, Any] = {
-        "kind": "local",
+        "kind": "remote" if remote else "local",
         "profile": experiment.to_dict(),
         "agents_requested": n_agents,
         "versions": versions(),
@@ -121,7 +126,8 @@ def run_local(
             on_progress(done_count, len(jobs), None)
 
     rate = experiment.telemetry_rate_hz
-    collector = TelemetryCollector(out_dir)
+    host = bind.rsplit(":", 1)[0] if remote else "tcp://127.0.0.1"
+    collector = TelemetryCollector(out_dir, endpoint=f"{host}:*")
     collector.start()
     controller = Controller(
         target,
@@ -130,19 +136,29 @@ def run_local(
         jobs,
         on_round,
         on_output,
-        telemetry={"endpoint": collector.endpoint, "rate_hz": rate, "host_sampler": experiment.telemetry_host_sampler},
+        telemetry={
+            # agents connect to this port on the host they reach the controller at
+            "port": int(collector.endpoint.rsplit(":", 1)[1]),
+            "rate_hz": rate,
+            "host_sampler": experiment.telemetry_host_sampler,
+        },
+        endpoint=bind or "tcp://127.0.0.1:*",
         min_agents=n_agents,
     )
     own = ControllerTelemetry(collector, rate, experiment.telemetry_host_sampler)
     own.start()
     if on_listening:
         on_listening(controller.endpoint)
-    procs = {
-        name: spawn_agent(
-            controller.endpoint, name, out_dir / "logs" / f"{name}.log", agent_threads, (agent_args or {}).get(name)
-        )
-        for name in (f"agent-{i}" for i in range(n_agents))
-    }
+    procs = (
+        {}
+        if remote
+        else {
+            name: spawn_agent(
+                controller.endpoint, name, out_dir / "logs" / f"{name}.log", agent_threads, (agent_args or {}).get(name)
+            )
+            for name in (f"agent-{i}" for i in range(n_agents))
+        }
+    )
 
     lost: set[str] = set()
 
@@ -156,7 +172,7 @@ def run_local(
         for session in list(controller.sessions.values()):
             if session.name in dead:
                 controller.agent_lost(session.identity, f"process exited with code {dead[session.name]}")
-        if len(dead) == len(procs):
+        if procs and len(dead) == len(procs):
             raise RuntimeError(f"every agent exited ({dead}); see {out_dir / 'logs'}")
 
     t0 = time.monotonic()

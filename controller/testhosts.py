@@ -52,7 +52,10 @@ class TestHost:
 
 
 def _run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, check=check, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise TestHostError(f"`{' '.join(cmd)}` failed: {proc.stderr.strip()}")
+    return proc
 
 
 def preflight() -> None:
@@ -127,6 +130,10 @@ def up(out_dir: Path, names: list[str], servers: int = 1, controller_python: str
     (out_dir / "authorized_keys").write_text((out_dir / "id_ed25519.pub").read_text())
     Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory
     for h in hosts:
+        # leftovers of an earlier run whose state folder is gone
+        if h.netns in _run("ip", "netns", "list", check=False).stdout.split():
+            _run("ip", "netns", "del", h.netns, check=False)
+        _run("ip", "link", "del", h.root_if, check=False)
         _run("ip", "netns", "add", h.netns)
         _run("ip", "link", "add", h.root_if, "type", "veth", "peer", "name", h.host_if)
         _run("ip", "link", "set", h.host_if, "netns", h.netns)
@@ -174,7 +181,7 @@ def write_inventory(out_dir: Path, hosts: list[TestHost], key: Path, controller_
             "shape_interface": h.host_if,
         }
         if h.group == "jetsons":
-            hv.update({"agent_name": h.name, "uplink_rate": "10mbit"})
+            hv.update({"agent_name": h.name, "agent_device": "cpu", "agent_threads": 1, "uplink_rate": "10mbit"})
         groups[h.group]["hosts"][h.name] = hv
     inventory = {
         "all": {
@@ -197,7 +204,9 @@ def write_inventory(out_dir: Path, hosts: list[TestHost], key: Path, controller_
         }
     }
     path = out_dir / "inventory.yml"
-    path.write_text("# Written by `specbed testhosts up`; namespace test hosts.\n" + yaml.safe_dump(inventory, sort_keys=False))
+    path.write_text(
+        "# Written by `specbed testhosts up`; namespace test hosts.\n" + yaml.safe_dump(inventory, sort_keys=False)
+    )
     return path
 
 
@@ -257,7 +266,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "up":
             inv = up(Path(args.dir), args.names.split(","), args.servers)
-            print(f"test hosts up; inventory: {inv}")
+            from controller.provision import testbed_from_inventory
+
+            testbed = Path(args.dir) / "testbed.yaml"
+            testbed.write_text(yaml.safe_dump(testbed_from_inventory(str(inv), "testhosts"), sort_keys=False))
+            print(f"test hosts up; inventory: {inv}; testbed profile: {testbed}")
         else:
             down(Path(args.dir))
     except TestHostError as exc:
