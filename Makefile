@@ -20,9 +20,16 @@ demo: install
 	$(BIN)/specbed models fetch
 	$(BIN)/specbed local --agents 2 --profile quickstart
 
+PLAYBOOKS := $(wildcard playbooks/*.yml)
+
 lint: install
 	$(BIN)/ruff check agent controller tests
 	$(BIN)/ruff format --check agent controller tests
+	cd playbooks && ../$(BIN)/ansible-lint --offline -q .
+	for p in $(PLAYBOOKS); do \
+	  ANSIBLE_CONFIG=playbooks/ansible.cfg $(BIN)/ansible-playbook --syntax-check \
+	    -i playbooks/inventory/example/hosts.yml $$p || exit 1; \
+	done
 
 test: install lint
 	$(BIN)/specbed models fetch

@@ -86,7 +86,7 @@ class TelemetryPublisher:
         self.sock = ctx.socket(zmq.PUB)
         self.sock.setsockopt(zmq.LINGER, 2000)
         self.sock.connect(endpoint)
-        self.samplers = auto_samplers(os.getpid(), host_sampler)
+        self.samplers = auto_samplers(os.getpid(), host_sampler=host_sampler)
         self.thread = TelemetryThread(self.samplers, host, rate_hz=rate_hz, on_batch=self._publish)
 
     def _publish(self, rows: list[dict]) -> None:
@@ -95,7 +95,7 @@ class TelemetryPublisher:
             self.sock.send(encode(Telemetry(self.host, columns, data)))
 
     def describe(self) -> list[dict]:
-        return [s.describe() for s in self.samplers]
+        return self.samplers.describe()  # the missing families too, with reasons
 
     def start(self) -> None:
         self.thread.start()

@@ -120,7 +120,22 @@ def cmd_local(args: argparse.Namespace) -> int:
             rate = f"{tokens} tokens, {tokens / (time.monotonic() - t0):.1f} tok/s"
             progress.update(task, completed=done, rate=rate)
 
-        run = run_local(experiment, out_dir, agents=n_agents, on_progress=on_progress, bind=getattr(args, "bind", None))
+        try:
+            run = run_local(
+                experiment,
+                out_dir,
+                agents=n_agents,
+                on_progress=on_progress,
+                bind=getattr(args, "bind", None),
+                telemetry_port=getattr(args, "telemetry_port", None),
+                wait_agents_s=getattr(args, "wait_agents", 600.0),
+                on_status=lambda status: progress.update(task, rate=status),
+            )
+        except (RuntimeError, TimeoutError) as exc:
+            progress.stop()
+            print(f"error: {exc}", file=sys.stderr)
+            print(f"what was recorded is in {out_dir}", file=sys.stderr)
+            return 1
     _summary_table(run.summary, out_dir)
     print(f"wrote {out_dir}/manifest.json, rounds.jsonl, outputs.jsonl, summary.json")
     if run.summary["prompts"] != run.summary["prompts_requested"]:
@@ -151,21 +166,34 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _ansible(args: argparse.Namespace, playbook: str, extra: dict, title: str) -> int:
+    from controller.profiles import ProfileError, load_testbed
     from controller.provision import ProvisionError, check_testbed, recap_table, run_playbook
 
     try:
-        if getattr(args, "testbed", None):
-            problems = check_testbed(args.testbed, args.inventory)
+        inventory = args.inventory
+        if args.testbed:
+            testbed = load_testbed(args.testbed)
+            inventory = inventory or testbed.inventory
+            problems = check_testbed(testbed, inventory)
             if problems:
-                print(
-                    f"error: {args.testbed} and {args.inventory} disagree:\n  " + "\n  ".join(problems), file=sys.stderr
-                )
+                print(f"error: {testbed.path} and {inventory} disagree:\n  " + "\n  ".join(problems), file=sys.stderr)
                 return 2
+        if not inventory:
+            print("error: give an inventory (-i) or a testbed profile (--testbed)", file=sys.stderr)
+            return 2
         for item in args.extra_vars or []:
-            key, _, value = item.partition("=")
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                print(f"error: --extra-vars {item!r}: expected KEY=VALUE", file=sys.stderr)
+                return 2
             extra[key] = value
-        recap = run_playbook(playbook, args.inventory, extra, check=args.check, limit=args.limit)
+        recap = run_playbook(playbook, inventory, extra, check=args.check, limit=args.limit)
     except ProvisionError as exc:
+        if exc.recap:
+            recap_table(title, exc.recap)
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ProfileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     recap_table(title, recap)
@@ -191,8 +219,11 @@ def cmd_agents(args: argparse.Namespace) -> int:
 
 def cmd_shape(args: argparse.Namespace) -> int:
     extra: dict = {"link_shaping_state": "absent" if args.remove else "present"}
-    if args.rate:
-        extra["uplink_rate"] = args.rate
+    for key, value in (("uplink_rate", args.rate), ("shape_qdisc", args.qdisc), ("link_delay", args.delay)):
+        if value:
+            extra[key] = value
+    if args.loss:
+        extra["link_loss"] = args.loss
     return _ansible(args, "shape.yml", extra, "specbed shape")
 
 
@@ -204,6 +235,47 @@ def cmd_facts(args: argparse.Namespace) -> int:
     if rc == 0:
         facts_table(facts_dir)
     return rc
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run_dir).resolve()
+    if not run_dir.is_dir():
+        print(f"error: {run_dir} is not a run folder", file=sys.stderr)
+        return 2
+    rc = _ansible(args, "collect.yml", {"collect_dir": str(run_dir)}, "specbed collect")
+    if rc == 0:
+        print(f"agent logs in {run_dir / 'hosts'}")
+    return rc
+
+
+def cmd_testbed(args: argparse.Namespace) -> int:
+    import yaml
+
+    from controller.profiles import ProfileError, load_testbed
+    from controller.provision import ProvisionError, check_testbed, testbed_from_inventory
+
+    try:
+        if args.testbed_command == "generate":
+            text = yaml.safe_dump(testbed_from_inventory(args.inventory, args.name), sort_keys=False)
+            if args.out:
+                Path(args.out).write_text(text)
+                print(f"wrote {args.out}")
+            else:
+                print(text, end="")
+            return 0
+        testbed = load_testbed(args.testbed)
+        inventory = args.inventory or testbed.inventory
+        problems = check_testbed(testbed, inventory)
+    except (ProfileError, ProvisionError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if problems:
+        print(f"{testbed.path} and {inventory} disagree:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 1
+    print(
+        f"{testbed.path} agrees with {inventory}: controller {testbed.controller}, agents {', '.join(testbed.agents)}"
+    )
+    return 0
 
 
 def cmd_testhosts(args: argparse.Namespace) -> int:
@@ -259,6 +331,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--bind", default="tcp://0.0.0.0:5555", help="controller endpoint (default tcp://0.0.0.0:5555)")
     serve.add_argument("--agents", type=int, default=None, help="agents to wait for (default: the profile's)")
+    serve.add_argument(
+        "--telemetry-port",
+        type=int,
+        default=5556,
+        help="port on the --bind address where agents send telemetry (default 5556; open it as well as --bind's)",
+    )
+    serve.add_argument(
+        "--wait-agents", type=float, default=600.0, help="seconds to wait for the agents to be ready (default 600)"
+    )
     serve.add_argument("--profile", default="quickstart", help="experiment profile name or path")
     serve.add_argument("--prompts", default=None, help="JSONL prompts file (default: the profile's)")
     serve.add_argument("--max-new-tokens", type=int, default=None, help="tokens to generate per prompt")
@@ -266,8 +347,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_local)
 
     def ansible_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("-i", "--inventory", required=True, help="Ansible inventory (see playbooks/inventory/example)")
-        p.add_argument("--testbed", default=None, help="testbed profile to check against the inventory first")
+        p.add_argument(
+            "-i", "--inventory", default=None, help="Ansible inventory (default: the testbed profile's inventory)"
+        )
+        p.add_argument(
+            "--testbed",
+            default=None,
+            help="testbed profile (name under profiles/testbeds or a path) to check against the inventory first",
+        )
         p.add_argument("--limit", default=None, help="only these hosts or groups")
         p.add_argument("--check", action="store_true", help="Ansible check mode: report what would change")
         p.add_argument("-e", "--extra-vars", action="append", metavar="KEY=VALUE", help="extra variable (repeatable)")
@@ -287,12 +374,30 @@ def build_parser() -> argparse.ArgumentParser:
     sh = sub.add_parser("shape", help="apply (or --remove) per-device uplink shaping with tc: shape.yml")
     ansible_args(sh)
     sh.add_argument("--rate", default=None, help="uplink rate for every device, e.g. 10mbit (default: host_vars)")
+    sh.add_argument("--qdisc", choices=("tbf", "htb"), default=None, help="rate limiter (default: host_vars, else tbf)")
+    sh.add_argument("--delay", default=None, help="netem delay, e.g. 20ms (kernels with sch_netem only)")
+    sh.add_argument("--loss", default=None, help="netem loss, e.g. 1%% (kernels with sch_netem only)")
     sh.add_argument("--remove", action="store_true", help="remove the shaping")
     sh.set_defaults(func=cmd_shape)
     fa = sub.add_parser("facts", help="per-host report (board, JetPack or driver, GPU, memory, Python, torch)")
     ansible_args(fa)
     fa.add_argument("--out", default="results/facts", help="folder for <host>.json (default results/facts)")
     fa.set_defaults(func=cmd_facts)
+    co = sub.add_parser("collect", help="fetch agent logs from the boards into a run folder: collect.yml")
+    co.add_argument("run_dir", help="the run folder (written by specbed serve) to put hosts/<host>/ in")
+    ansible_args(co)
+    co.set_defaults(func=cmd_collect)
+    tb = sub.add_parser("testbed", help="check a testbed profile against an inventory, or generate one from it")
+    tb_sub = tb.add_subparsers(dest="testbed_command", required=True)
+    tbc = tb_sub.add_parser("check", help="exit 1 and list the differences if profile and inventory disagree")
+    tbc.add_argument("testbed", help="testbed profile: a name under profiles/testbeds or a path")
+    tbc.add_argument("-i", "--inventory", default=None, help="inventory (default: the profile's)")
+    tbc.set_defaults(func=cmd_testbed)
+    tbg = tb_sub.add_parser("generate", help="write a testbed profile from an inventory")
+    tbg.add_argument("-i", "--inventory", required=True, help="Ansible inventory")
+    tbg.add_argument("--name", default="testbed", help="the profile's name")
+    tbg.add_argument("--out", default=None, help="file to write (default: print)")
+    tbg.set_defaults(func=cmd_testbed)
     th = sub.add_parser("testhosts", help="namespace test hosts with sshd (up/down); needs root", add_help=False)
     th.add_argument("testhosts_args", nargs=argparse.REMAINDER)
     th.set_defaults(func=cmd_testhosts)

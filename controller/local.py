@@ -62,6 +62,10 @@ def spawn_agent(
     return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
+class AgentsMissing(RuntimeError):
+    """Too few agents connected and became ready in time."""
+
+
 def run_local(
     experiment: Experiment,
     out_dir: Path,
@@ -73,6 +77,9 @@ def run_local(
     on_listening: Callable[[str], None] | None = None,
     agent_args: dict[str, list[str]] | None = None,
     bind: str | None = None,
+    telemetry_port: int | None = None,
+    wait_agents_s: float = 600.0,
+    on_status: Callable[[str], None] | None = None,
 ) -> LocalRun:
     """Generate for every prompt of ``experiment`` with agent subprocesses.
 
@@ -81,7 +88,10 @@ def run_local(
     bound; ``agent_args`` adds command-line arguments per agent name
     (``agent-0``, ...).  With ``bind`` (e.g. ``tcp://0.0.0.0:5555``) no
     agent is started: the run waits for ``agents`` remote agents (started by
-    ``specbed agents start``) to connect there.  Writes the run folder and
+    ``specbed agents start``) to connect there, at most ``wait_agents_s``
+    seconds, and their telemetry comes to ``telemetry_port`` on the same
+    address (default: a free port, which agents learn from CONFIGURE).
+    ``on_status`` is told what the run waits for.  Writes the run folder and
     returns its summary.
     """
     n_agents = agents or experiment.agents
@@ -127,7 +137,7 @@ def run_local(
 
     rate = experiment.telemetry_rate_hz
     host = bind.rsplit(":", 1)[0] if remote else "tcp://127.0.0.1"
-    collector = TelemetryCollector(out_dir, endpoint=f"{host}:*")
+    collector = TelemetryCollector(out_dir, endpoint=f"{host}:{telemetry_port or '*'}")
     collector.start()
     controller = Controller(
         target,
@@ -162,7 +172,23 @@ def run_local(
 
     lost: set[str] = set()
 
+    waiting = ""
+
     def check() -> None:
+        nonlocal waiting
+        if remote and not controller.started:
+            ready = sorted(s.name for s in controller.sessions.values() if s.ready)
+            status = f"waiting for agents: {len(ready)}/{controller.min_agents} ready"
+            if status != waiting:
+                waiting = status
+                if on_status:
+                    on_status(status)
+            if time.monotonic() - t0 > wait_agents_s:
+                raise AgentsMissing(
+                    f"only {len(ready)} of {controller.min_agents} agents ready after {wait_agents_s:.0f} s "
+                    f"(ready: {', '.join(ready) or 'none'}); check `specbed agents status`, the boards' "
+                    f"controller_address and that {bind} is reachable from them"
+                )
         dead = {name: p.returncode for name, p in procs.items() if p.poll() is not None}
         for name in sorted(set(dead) - lost):
             lost.add(name)
@@ -223,7 +249,7 @@ class ControllerTelemetry:
         from agent.runtime import rows_to_columns
         from agent.telemetry import TelemetryThread, auto_samplers
 
-        self.samplers = auto_samplers(os.getpid(), host_sampler)
+        self.samplers = auto_samplers(os.getpid(), host_sampler=host_sampler)
 
         def on_batch(rows: list[dict]) -> None:
             if rows:
@@ -232,7 +258,7 @@ class ControllerTelemetry:
         self.thread = TelemetryThread(self.samplers, "controller", rate_hz=rate_hz, on_batch=on_batch)
 
     def describe(self) -> list[dict]:
-        return [s.describe() for s in self.samplers]
+        return self.samplers.describe()  # the missing families too, with reasons
 
     def start(self) -> None:
         self.thread.start()

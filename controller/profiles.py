@@ -206,3 +206,44 @@ def load_experiment(ref: str, prompts: str | None = None, **overrides: Any) -> E
         telemetry_rate_hz=float(rate),
         telemetry_host_sampler=host_sampler,
     )
+
+
+# --- testbeds --------------------------------------------------------------------------------------
+
+TESTBED_AGENT_FIELDS = {"agent_name", "nvpmodel_mode", "uplink_rate", "agent_device"}
+
+
+@dataclass(frozen=True)
+class Testbed:
+    """``profiles/testbeds/NAME.yaml``: the hosts an experiment runs on, checked against an inventory.
+
+    ``controller`` is the server the controller runs on (in the inventory's
+    ``servers`` group); ``agents`` maps every host of the ``jetsons`` group
+    to the per-device settings that the inventory must agree with.
+    """
+
+    name: str
+    inventory: str  # resolved path
+    controller: str
+    agents: dict[str, dict[str, Any]]
+    path: str
+
+
+def load_testbed(ref: str) -> Testbed:
+    path = _resolve(ref, "testbeds", ".yaml")
+    data = _read_yaml(path)
+    _unknown(path, "testbed", data, {"name", "inventory", "controller", "agents"})
+    for key in ("inventory", "controller"):
+        _typed(path, key, data.get(key), str, "a string")
+    agents = _typed(path, "agents", data.get("agents"), dict, "a mapping of host name to settings")
+    for host, settings in agents.items():
+        settings = {} if settings is None else _typed(path, f"agents.{host}", settings, dict, "a mapping")
+        _unknown(path, f"agents.{host}", settings, TESTBED_AGENT_FIELDS)
+        agents[host] = settings
+    inventory = Path(data["inventory"]).expanduser()
+    if not inventory.is_absolute():
+        # relative to the working folder, else to the repository (bundled profiles)
+        inventory = inventory if inventory.exists() else PROFILES_DIR.parent / inventory
+    if not inventory.exists():
+        raise ProfileError(f"{path}: inventory: {data['inventory']} not found")
+    return Testbed(str(data.get("name", path.stem)), str(inventory), data["controller"], agents, str(path))

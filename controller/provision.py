@@ -9,6 +9,7 @@ hosts first).
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -17,9 +18,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from agent.models import cache_dirs, prepare_model
+from controller.profiles import TESTBED_AGENT_FIELDS, Testbed
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PLAYBOOKS = REPO_ROOT / "playbooks"
@@ -30,7 +30,28 @@ RECAP = re.compile(
 
 
 class ProvisionError(Exception):
-    """A playbook could not run, or hosts failed; the message names them."""
+    """A playbook could not run, or hosts failed; the message names them.
+
+    ``recap`` holds the PLAY RECAP per host and ``host_errors`` each failed
+    host's last error message, when the playbook got that far.
+    """
+
+    def __init__(self, message: str, recap: dict | None = None, host_errors: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.recap = recap or {}
+        self.host_errors = host_errors or {}
+
+
+FAILURE = re.compile(r"^(?:fatal|failed): \[(?P<host>[^\]]+)\].*?(?:FAILED|UNREACHABLE)! => (?P<body>.*)$")
+
+
+def _failure_message(body: str) -> str:
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError:
+        return body[:300]
+    msg = data.get("msg") or data.get("stderr") or body
+    return str(msg).strip()[:300]
 
 
 @dataclass
@@ -70,6 +91,9 @@ def build_wheel(out_dir: Path) -> Path:
             str(out_dir),
         ],
         check=True,
+        # fixed zip timestamps: the same source gives the same wheel, so a
+        # second deploy copies nothing and reinstalls nothing
+        env={**os.environ, "SOURCE_DATE_EPOCH": "315532800"},
     )
     return next(out_dir.glob("specbed-*.whl"))
 
@@ -103,13 +127,11 @@ def run_playbook(
     if limit:
         cmd += ["--limit", limit]
     env = {"ANSIBLE_CONFIG": str(PLAYBOOKS / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0", "PYTHONUNBUFFERED": "1"}
-    import os
-
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, **env}, cwd=PLAYBOOKS
     )
     recap: dict[str, HostRecap] = {}
-    failures: list[str] = []
+    host_errors: dict[str, str] = {}
     assert proc.stdout is not None
     for line in proc.stdout:
         if echo and (
@@ -121,14 +143,19 @@ def run_playbook(
             recap[m["host"]] = HostRecap(
                 m["host"], *(int(m[k]) for k in ("ok", "changed", "unreachable", "failed", "skipped"))
             )
-        if line.startswith("fatal:") or line.startswith("failed:"):
-            failures.append(line.strip()[:300])
+        f = FAILURE.match(line.strip())
+        if f and "...ignoring" not in line:
+            host_errors[f["host"]] = _failure_message(f["body"])
     rc = proc.wait()
-    bad = [h for h, r in recap.items() if r.failed or r.unreachable]
+    bad = sorted(h for h, r in recap.items() if r.failed or r.unreachable)
     if rc != 0 or bad:
-        detail = "\n".join(failures[-10:])
+        per_host = "".join(f"\n  {h}: {host_errors.get(h, 'see the output above')}" for h in bad)
+        # a failure line followed by "...ignoring" does not fail the host
+        host_errors = {h: e for h, e in host_errors.items() if h in bad}
         raise ProvisionError(
-            f"{playbook}: exit {rc}; failed or unreachable: {', '.join(bad) or 'none listed'}\n{detail}"
+            f"{playbook} exited {rc}; failed or unreachable: {', '.join(bad) or 'none listed'}{per_host}",
+            recap,
+            host_errors,
         )
     return recap
 
@@ -143,36 +170,50 @@ def recap_table(title: str, recap: dict[str, HostRecap]) -> None:
     for r in sorted(recap.values(), key=lambda r: (-(r.failed + r.unreachable), r.host)):
         table.add_row(r.host, str(r.ok), str(r.changed), str(r.unreachable), str(r.failed), str(r.skipped))
     Console().print(table)
+    print(recap_line(recap))
+
+
+def recap_line(recap: dict[str, HostRecap]) -> str:
+    """One line for logs and scripts: 'recap: 3 hosts, 2 changed (orin-1, orin-2), 0 failed, 0 unreachable'."""
+    parts = [f"recap: {len(recap)} hosts"]
+    for what in ("changed", "failed", "unreachable"):
+        hosts = sorted(h for h, r in recap.items() if getattr(r, what))
+        parts.append(f"{len(hosts)} {what}" + (f" ({', '.join(hosts)})" if hosts else ""))
+    return ", ".join(parts)
 
 
 def inventory_hosts(inventory: str) -> dict:
     """``ansible-inventory --list`` as a dict (groups and hostvars)."""
-    out = subprocess.run(
-        [ansible_bin("ansible-inventory"), "-i", inventory, "--list"], capture_output=True, text=True, check=True
-    ).stdout
-    return json.loads(out)
+    if not Path(inventory).exists():
+        raise ProvisionError(f"inventory {inventory} not found")
+    proc = subprocess.run([ansible_bin("ansible-inventory"), "-i", inventory, "--list"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ProvisionError(f"ansible-inventory could not read {inventory}: {proc.stderr.strip()[-500:]}")
+    return json.loads(proc.stdout)
 
 
-def check_testbed(testbed_path: str, inventory: str) -> list[str]:
-    """Disagreements between a testbed profile and an inventory (empty = they agree)."""
-    tb = yaml.safe_load(Path(testbed_path).read_text())
-    inv = inventory_hosts(inventory)
+def check_testbed(testbed: Testbed, inventory: str | None = None) -> list[str]:
+    """Disagreements between a testbed profile and an inventory (empty = they agree).
+
+    The inventory is the profile's own unless another is given.  Checked:
+    the controller is a server, the agents are exactly the jetsons, and
+    every setting the profile gives a board equals the inventory's value
+    for it (host_vars, group_vars and role defaults that the inventory sets).
+    """
+    inv = inventory_hosts(inventory or testbed.inventory)
     hostvars = inv.get("_meta", {}).get("hostvars", {})
     servers = set(inv.get("servers", {}).get("hosts", []))
     jetsons = set(inv.get("jetsons", {}).get("hosts", []))
     problems = []
-    if tb.get("controller") not in servers:
-        problems.append(
-            f"controller {tb.get('controller')!r} is not in the inventory's servers group {sorted(servers)}"
-        )
-    agents = tb.get("agents") or {}
-    if set(agents) != jetsons:
-        problems.append(f"agents {sorted(agents)} != the inventory's jetsons {sorted(jetsons)}")
-    for host, settings in agents.items():
+    if testbed.controller not in servers:
+        problems.append(f"controller {testbed.controller!r} is not in the inventory's servers group {sorted(servers)}")
+    if set(testbed.agents) != jetsons:
+        problems.append(f"agents {sorted(testbed.agents)} != the inventory's jetsons {sorted(jetsons)}")
+    for host, settings in testbed.agents.items():
         hv = hostvars.get(host, {})
-        for key, value in (settings or {}).items():
-            have = hv.get(key, hv.get("agent_name", host) if key == "agent_name" else None)
-            if have != value:
+        for key, value in settings.items():
+            have = hv.get(key, host if key == "agent_name" else None)
+            if str(have) != str(value):
                 problems.append(f"{host}.{key}: testbed says {value!r}, inventory says {have!r}")
     return problems
 
@@ -185,7 +226,7 @@ def testbed_from_inventory(inventory: str, name: str) -> dict:
     agents = {}
     for host in inv.get("jetsons", {}).get("hosts", []):
         hv = hostvars.get(host, {})
-        agents[host] = {k: hv[k] for k in ("agent_name", "uplink_rate") if k in hv}
+        agents[host] = {k: hv[k] for k in sorted(TESTBED_AGENT_FIELDS) if k in hv}
     return {"name": name, "inventory": inventory, "controller": servers[0] if servers else None, "agents": agents}
 
 

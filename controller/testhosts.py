@@ -71,13 +71,15 @@ def preflight() -> None:
         raise TestHostError("; ".join(problems))
 
 
-def plan(names: list[str], servers: int, out_dir: Path) -> list[TestHost]:
+def plan(names: list[str], servers: int, out_dir: Path, first_index: int = 0) -> list[TestHost]:
+    if not 0 <= first_index <= 255 - len(names):
+        raise TestHostError(f"first_index {first_index} leaves no room for {len(names)} hosts in {SUBNET}.0-255")
     hosts = []
-    for i, name in enumerate(names):
+    for i, name in enumerate(names, start=first_index):
         hosts.append(
             TestHost(
                 name=name,
-                group="servers" if i < servers else "jetsons",
+                group="servers" if i - first_index < servers else "jetsons",
                 index=i,
                 netns=f"{NETNS_PREFIX}{name}",
                 root_ip=f"{SUBNET}.{i}.1",
@@ -117,12 +119,14 @@ def _wait_port(ip: str, port: int, timeout_s: float) -> None:
     raise TestHostError(f"sshd on {ip}:{port} did not come up in {timeout_s} s")
 
 
-def up(out_dir: Path, names: list[str], servers: int = 1, controller_python: str | None = None) -> Path:
+def up(
+    out_dir: Path, names: list[str], servers: int = 1, controller_python: str | None = None, first_index: int = 0
+) -> Path:
     """Create the hosts and write DIR/inventory.yml; returns its path."""
     preflight()
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    hosts = plan(names, servers, out_dir)
+    hosts = plan(names, servers, out_dir, first_index)
     down(out_dir, quiet=True)
     key = out_dir / "id_ed25519"
     if not key.exists():
@@ -260,12 +264,18 @@ def main(argv: list[str] | None = None) -> int:
     u.add_argument("--dir", default="testhosts", help="state folder (keys, sshd configs, install roots)")
     u.add_argument("--names", default="server,orin-1,orin-2", help="comma-separated host names")
     u.add_argument("--servers", type=int, default=1, help="how many of the first names are servers")
+    u.add_argument(
+        "--first-index",
+        type=int,
+        default=0,
+        help="number of the first host: addresses 10.231.N.1/2, interfaces sbrN/sbhN (default 0)",
+    )
     d = sub.add_parser("down", help="stop the hosts' processes and delete their namespaces")
     d.add_argument("--dir", default="testhosts")
     args = p.parse_args(argv)
     try:
         if args.cmd == "up":
-            inv = up(Path(args.dir), args.names.split(","), args.servers)
+            inv = up(Path(args.dir), args.names.split(","), args.servers, first_index=args.first_index)
             from controller.provision import testbed_from_inventory
 
             testbed = Path(args.dir) / "testbed.yaml"

@@ -1,0 +1,238 @@
+"""The playbooks against real SSH hosts: three network namespaces with sshd.
+
+One namespace stands in for the GPU server and two for Jetson boards.  The
+steps run in order on the same hosts, each through the `specbed` command a
+user would type: provision twice (the second run changes nothing), start
+the agents, rate-limit their uplinks with tbf, serve the quickstart
+experiment from this (the root) namespace to the agents in theirs, collect
+their logs, stop them.  Jetson-only tasks run in check mode with the board
+facts given, since no Jetson exists here; the server's GPU check must fail
+clearly on a host without one.
+
+Needs root, iproute2, openssh-server and ansible-core; `.ci/run` installs
+them and sets SPECBED_REQUIRE_TESTHOSTS=1 so that a missing piece fails the
+run instead of skipping these tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from controller import testhosts
+
+pytestmark = pytest.mark.slow
+
+NAMES = ["tb-server", "tb-orin-1", "tb-orin-2"]
+FIRST_INDEX = 200  # 10.231.200-202.x, sbr200..: clear of hosts a user made with the defaults
+PORT = 5599
+
+
+def _missing() -> str | None:
+    try:
+        testhosts.preflight()
+    except testhosts.TestHostError as exc:
+        return str(exc)
+    if not (Path(sys.executable).parent / "ansible-playbook").exists():
+        return "ansible-playbook is not installed next to this Python (pip install -e '.[dev]')"
+    return None
+
+
+@pytest.fixture(scope="module")
+def hosts(tmp_path_factory):
+    why = _missing()
+    if why:
+        if os.environ.get("SPECBED_REQUIRE_TESTHOSTS") == "1":
+            pytest.fail(f"namespace test hosts required but unavailable: {why}")
+        pytest.skip(f"namespace test hosts unavailable: {why}")
+    state = tmp_path_factory.mktemp("testhosts")
+    testhosts.up(state, NAMES, servers=1, first_index=FIRST_INDEX)
+    try:
+        rc = specbed("testbed", "generate", "-i", str(state / "inventory.yml"), "--out", str(state / "testbed.yaml"))
+        assert rc.returncode == 0, rc.stdout
+        yield state
+    finally:
+        testhosts.down(state, quiet=True)
+
+
+def specbed(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the specbed command as a user would; stdout and stderr together."""
+    return subprocess.run(
+        [sys.executable, "-m", "controller.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def recap(out: str) -> dict[str, int]:
+    """The 'recap: N hosts, C changed (...), F failed, U unreachable' line as numbers."""
+    m = re.search(r"recap: (\d+) hosts, (\d+) changed.*?, (\d+) failed.*?, (\d+) unreachable", out)
+    assert m, f"no recap line in:\n{out[-3000:]}"
+    return dict(zip(("hosts", "changed", "failed", "unreachable"), map(int, m.groups()), strict=True))
+
+
+def in_ns(host: str, *cmd: str) -> str:
+    return subprocess.run(
+        ["ip", "netns", "exec", f"specbed-{host}", *cmd], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def agent_pid(hosts: Path, name: str) -> int | None:
+    pidfile = hosts / "hosts" / name / "root" / "run" / "agent.pid"
+    if not pidfile.exists():
+        return None
+    pid = int(pidfile.read_text())
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    return pid
+
+
+def test_testbed_profile_agrees_with_the_inventory(hosts):
+    out = specbed("testbed", "check", str(hosts / "testbed.yaml"))
+    assert out.returncode == 0, out.stdout
+    assert "controller tb-server, agents tb-orin-1, tb-orin-2" in out.stdout
+
+
+def test_site_twice_second_run_changes_nothing(hosts):
+    tb = str(hosts / "testbed.yaml")
+    first = specbed("provision", "--testbed", tb, "-e", f"controller_port={PORT}")
+    assert first.returncode == 0, first.stdout[-4000:]
+    assert recap(first.stdout) | {"changed": 0} == {"hosts": 3, "changed": 0, "failed": 0, "unreachable": 0}
+    assert recap(first.stdout)["changed"] >= 2  # fresh hosts: at least the two agents were installed
+    for name in NAMES[1:]:
+        root = hosts / "hosts" / name / "root"
+        assert (root / "venv" / "bin" / "python").exists()
+        assert f"tcp://10.231.{FIRST_INDEX + NAMES.index(name)}.1:{PORT}" in (root / "config" / "agent.env").read_text()
+        assert any((root / "cache" / "models").iterdir()), "drafter files were not copied to the board"
+    second = specbed("provision", "--testbed", tb, "-e", f"controller_port={PORT}")
+    assert second.returncode == 0, second.stdout[-4000:]
+    assert recap(second.stdout) == {"hosts": 3, "changed": 0, "failed": 0, "unreachable": 0}, second.stdout[-4000:]
+
+
+def test_agents_start_and_report_running(hosts):
+    out = specbed("agents", "start", "--testbed", str(hosts / "testbed.yaml"))
+    assert out.returncode == 0, out.stdout[-4000:]
+    assert recap(out.stdout)["changed"] == 2
+    for name in NAMES[1:]:
+        assert agent_pid(hosts, name) is not None, f"{name}: no running agent"
+        assert f"{name}: running (pid" in out.stdout
+    again = specbed("agents", "start", "--testbed", str(hosts / "testbed.yaml"))
+    assert recap(again.stdout)["changed"] == 0  # already running
+
+
+def test_shape_applies_tbf_on_the_device_uplinks(hosts):
+    out = specbed("shape", "--testbed", str(hosts / "testbed.yaml"), "--rate", "10mbit")
+    assert out.returncode == 0, out.stdout[-4000:]
+    for i, name in enumerate(NAMES[1:], start=FIRST_INDEX + 1):
+        qdisc = in_ns(name, "tc", "qdisc", "show", "dev", f"sbh{i}", "root")
+        assert "qdisc tbf" in qdisc and "rate 10Mbit" in qdisc, qdisc
+    assert "qdisc tbf" not in in_ns(NAMES[0], "tc", "qdisc", "show", "dev", f"sbh{FIRST_INDEX}", "root")
+    again = specbed("shape", "--testbed", str(hosts / "testbed.yaml"), "--rate", "10mbit")
+    assert recap(again.stdout)["changed"] == 0
+
+
+def test_quickstart_served_to_the_namespace_agents(hosts):
+    run = hosts / "run"
+    out = specbed(
+        "serve",
+        "--bind",
+        f"tcp://0.0.0.0:{PORT}",
+        "--agents",
+        "2",
+        "--profile",
+        "quickstart",
+        "--max-new-tokens",
+        "8",
+        "--out",
+        str(run),
+    )
+    assert out.returncode == 0, out.stdout[-4000:]
+    summary = json.loads((run / "summary.json").read_text())
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["kind"] == "remote"
+    assert summary["prompts"] == summary["prompts_requested"] == 4
+    assert set(summary["agents"]) == {"tb-orin-1", "tb-orin-2"}
+    assert all(a["prompts"] >= 1 and a["clock"]["samples"] > 0 for a in summary["agents"].values())
+    outputs = [json.loads(line) for line in (run / "outputs.jsonl").read_text().splitlines()]
+    assert len(outputs) == 4 and all(len(o["token_ids"]) == 8 for o in outputs)
+    rounds = [json.loads(line) for line in (run / "rounds.jsonl").read_text().splitlines()]
+    assert {r["agent"] for r in rounds} == {"tb-orin-1", "tb-orin-2"}
+    for name in NAMES[1:]:  # telemetry came back over the shaped links
+        lines = (run / "telemetry" / f"{name}.csv").read_text().splitlines()
+        assert lines[0].startswith("t_ns,") and len(lines) > 5
+
+
+def test_collect_fetches_agent_logs_into_the_run(hosts):
+    run = hosts / "run"
+    out = specbed("collect", str(run), "--testbed", str(hosts / "testbed.yaml"))
+    assert out.returncode == 0, out.stdout[-4000:]
+    for name in NAMES[1:]:
+        log = (run / "hosts" / name / "agent.log").read_text()
+        assert name in log
+
+
+def test_agents_stop_and_shaping_removed(hosts):
+    tb = str(hosts / "testbed.yaml")
+    out = specbed("agents", "stop", "--testbed", tb)
+    assert out.returncode == 0, out.stdout[-4000:]
+    assert all(agent_pid(hosts, name) is None for name in NAMES[1:])
+    status = specbed("agents", "status", "--testbed", tb)
+    assert status.stdout.count(": not running") == 2, status.stdout[-2000:]
+    removed = specbed("shape", "--testbed", tb, "--remove")
+    assert removed.returncode == 0, removed.stdout[-4000:]
+    assert "qdisc tbf" not in in_ns(NAMES[1], "tc", "qdisc", "show", "dev", f"sbh{FIRST_INDEX + 1}", "root")
+
+
+def test_jetson_tasks_in_check_mode_with_board_facts(hosts):
+    """Every Jetson task is reached on a stand-in told it is an L4T R36.4 board; nothing changes."""
+    inventory = str(hosts / "inventory.yml")
+    agent_env = hosts / "hosts" / NAMES[1] / "root" / "config" / "agent.env"
+    before = agent_env.read_text()
+    out = subprocess.run(
+        [sys.executable, "-m", "controller.cli", "provision", "-i", inventory, "--limit", NAMES[1], "--check"]
+        + ["-e", "jetson_expected=true", "-e", "jetson_l4t_release=36.4", "-e", "nvpmodel_mode=3"]
+        + ["-e", "jetson_clocks=true", "-e", f"jetson_pip={Path(sys.executable).parent / 'pip'}"]
+        + ["-e", "jetson_torch_wheel=/opt/wheels/torch-2.5.0a0-cp310-cp310-linux_aarch64.whl"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=600,
+        env={**os.environ, "ANSIBLE_VERBOSITY": "1", "COLUMNS": "200"},
+    )
+    assert out.returncode == 0, out.stdout[-4000:]
+    text = out.stdout
+    assert "L4T R36.4, nvpmodel mode 3" in text
+    for task in ("Set the nvpmodel mode", "Lock clocks with jetson_clocks"):
+        block = text.split(f"TASK [jetson : {task}]", 1)[1].split("TASK [", 1)[0]
+        assert "Command would have run if not in check mode" in block, block
+    for task in ("Install jetson-stats", "Install NVIDIA's torch wheel"):
+        block = text.split(f"TASK [jetson : {task}]", 1)[1].split("TASK [", 1)[0]
+        assert f"changed: [{NAMES[1]}]" in block, block  # would install
+    assert agent_env.read_text() == before  # check mode wrote nothing
+
+
+def test_jetson_role_refuses_a_host_that_is_no_jetson(hosts):
+    out = specbed(
+        "provision", "-i", str(hosts / "inventory.yml"), "--limit", NAMES[2], "--check", "-e", "jetson_expected=true"
+    )
+    assert out.returncode == 1
+    assert recap(out.stdout)["failed"] == 1
+    assert f"{NAMES[2]}: {NAMES[2]}: /etc/nv_tegra_release not found: not a Jetson" in out.stdout
+
+
+def test_server_role_fails_clearly_without_a_gpu(hosts):
+    out = specbed("provision", "-i", str(hosts / "inventory.yml"), "--limit", NAMES[0], "-e", "server_require_gpu=true")
+    assert out.returncode == 1
+    assert f"{NAMES[0]}: {NAMES[0]}: nvidia-smi failed" in out.stdout
+    assert "Install the NVIDIA driver" in out.stdout
