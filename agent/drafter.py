@@ -13,6 +13,13 @@ position i (temperature applied), x_i the drafted token.  Two sampling modes:
 
 At temperature 0 the drafter takes the argmax (greedy) and the payload still
 carries the top K of the temperature-1 distribution.
+
+With index dtype ``none`` the payload is dense: K equals the vocabulary and
+every probability travels in token order (the full-distribution baseline).
+
+When sampling, the drafter also rebuilds q̃ from its own payload the way the
+server will (``reconstruction``) and reports the total-variation distance
+between q̃ and the distribution it sampled, per draft token.
 """
 
 from __future__ import annotations
@@ -22,8 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from agent.codec import RECONSTRUCTIONS, reconstruct, total_variation
 from agent.lm import CachedLM, probs_from_logits
-from agent.protocol import INDEX_DTYPES, PROB_DTYPES, SAMPLING_MODES
+from agent.protocol import DENSE, PROB_DTYPES, SAMPLING_MODES, WIRE_INDEX_DTYPES
 
 TORCH_PROB_DTYPES = {"float16": torch.float16, "float32": torch.float32}
 
@@ -36,15 +44,18 @@ class DraftSettings:
     top_k: int = 8
     sampling: str = "full"  # "full" | "top-k"
     prob_dtype: str = "float16"
-    index_dtype: str = "uint16"
+    index_dtype: str = "uint16"  # or "none": dense, top_k is the vocabulary
+    reconstruction: str = "tail-fill"  # what the server rebuilds q from (sampling "full")
 
     def __post_init__(self) -> None:
         if self.sampling not in SAMPLING_MODES:
             raise ValueError(f"sampling must be one of {SAMPLING_MODES}, got {self.sampling!r}")
         if self.prob_dtype not in PROB_DTYPES:
             raise ValueError(f"prob_dtype must be one of {list(PROB_DTYPES)}, got {self.prob_dtype!r}")
-        if self.index_dtype not in INDEX_DTYPES:
-            raise ValueError(f"index_dtype must be one of {list(INDEX_DTYPES)}, got {self.index_dtype!r}")
+        if self.index_dtype not in WIRE_INDEX_DTYPES:
+            raise ValueError(f"index_dtype must be one of {list(WIRE_INDEX_DTYPES)}, got {self.index_dtype!r}")
+        if self.reconstruction not in RECONSTRUCTIONS:
+            raise ValueError(f"reconstruction must be one of {RECONSTRUCTIONS}, got {self.reconstruction!r}")
         if not self.temperature >= 0:
             raise ValueError(f"temperature must be >= 0, got {self.temperature!r}")
         if self.top_k < 1:
@@ -59,6 +70,7 @@ class Draft:
     draft_probs: np.ndarray  # [γ] float32, q_i(x_i) of the distribution sampled
     topk_indices: np.ndarray  # [γ, K] int64
     topk_probs: np.ndarray  # [γ, K] wire dtype (float16 or float32)
+    tv: np.ndarray | None = None  # [γ] float32 TV(sampled q, server's q̃); None when greedy
 
 
 def select_token(
@@ -67,7 +79,10 @@ def select_token(
     generator: torch.Generator,
 ) -> tuple[int, float, torch.Tensor, torch.Tensor]:
     """Draw x_i; returns (x_i, q(x_i), top-K indices [K], top-K values [K] in wire dtype)."""
-    values, indices = torch.topk(probs, settings.top_k)
+    if settings.index_dtype == DENSE:
+        values, indices = probs, torch.arange(probs.shape[0])
+    else:
+        values, indices = torch.topk(probs, settings.top_k)
     wire = values.to(TORCH_PROB_DTYPES[settings.prob_dtype])
     if settings.temperature == 0:
         token = int(indices[0])
@@ -103,6 +118,8 @@ class Drafter:
         qx = np.empty(draft_length, dtype=np.float32)
         idx = np.empty((draft_length, k), dtype=np.int64)
         vals = np.empty((draft_length, k), dtype=PROB_DTYPES[self.settings.prob_dtype])
+        sampling = self.settings.temperature > 0
+        tv = np.empty(draft_length, dtype=np.float32) if sampling else None
         seq = list(self.tokens)
         for i in range(draft_length):
             logits = self.lm.logits(seq, len(seq) - 1)[-1]
@@ -111,8 +128,23 @@ class Drafter:
             tokens[i], qx[i] = token, q
             idx[i] = top_idx.numpy()
             vals[i] = top_vals.numpy()
+            if tv is not None:
+                tv[i] = self._tv(probs, top_idx, top_vals)
             seq.append(token)
-        return Draft(tokens, qx, idx, vals)
+        return Draft(tokens, qx, idx, vals, tv)
+
+    def _tv(self, probs: torch.Tensor, top_idx: torch.Tensor, top_vals: torch.Tensor) -> float:
+        """TV between the distribution x_i was drawn from and the server's rebuild of it."""
+        vocab = probs.shape[0]
+        idx, vals = top_idx.unsqueeze(0), top_vals.float().unsqueeze(0)
+        if self.settings.sampling == "top-k":
+            # drawn from the renormalised wire values; the server renormalises the same values
+            sampled = reconstruct(idx, vals, vocab, "renormalise")
+            rebuilt = sampled
+        else:
+            sampled = probs.unsqueeze(0)
+            rebuilt = reconstruct(idx, vals, vocab, self.settings.reconstruction)
+        return float(total_variation(sampled, rebuilt)[0])
 
     def accept(self, accepted: list[int], next_token: int) -> None:
         """Apply a verdict: keep the accepted drafts, roll the cache back, append the new token."""

@@ -18,9 +18,15 @@ Message types (direction, fields in order):
     ``settings`` map: ``drafter`` (model spec, see ``agent.models``),
     ``vocab_size`` int (the target's), ``temperature`` float >= 0,
     ``top_k`` int, ``sampling`` "full" | "top-k", ``prob_dtype`` "float16" |
-    "float32", ``index_dtype`` "uint8" | "uint16" | "uint32"; optional
-    ``telemetry`` map: ``endpoint`` str (the controller's SUB socket),
-    ``rate_hz`` float.
+    "float32", ``index_dtype`` "uint8" | "uint16" | "uint32" | "none"
+    ("none": the dense full distribution, ``top_k`` equal to the vocabulary
+    and no indices sent); optional ``reconstruction`` "renormalise" |
+    "tail-fill" (what the server rebuilds q from; the agent measures the
+    fidelity of that reconstruction) and ``telemetry`` map: ``port`` int
+    (the controller's SUB socket on the controller's host), ``rate_hz``
+    float, ``host_sampler`` str.  A controller may send ``CONFIGURE`` again
+    between requests (a new grid point of an experiment); the agent keeps a
+    drafter already loaded when the spec is unchanged and answers ``READY``.
 ``READY`` (3, agent -> controller)
     ``info`` map: ``drafter`` name, ``vocab_size``, ``load_s``.
 ``DRAFT_REQUEST`` (4, controller -> agent)
@@ -32,10 +38,14 @@ Message types (direction, fields in order):
     ``index_dtype`` code, ``prob_dtype`` code, ``token_ids`` bytes [γ]
     (index dtype), ``draft_probs`` bytes [γ] float32 (exact q_i(x_i) of the
     distribution the token was sampled from), ``topk_indices`` bytes [γ, K]
-    (index dtype), ``topk_probs`` bytes [γ, K] (prob dtype), ``times`` list
+    (index dtype; empty for index dtype "none", where the K = V values are in
+    token order), ``topk_probs`` bytes [γ, K] (prob dtype), ``times`` list
     of 5 ints, agent monotonic ns: draft start, draft end, packed/sent,
     receipt of the previous verdict and the end of its rollback (both 0 on a
-    request's first round).
+    request's first round), ``tv`` bytes [γ] float32 or empty: the
+    total-variation distance between the distribution the token was drawn
+    from and the server's reconstruction of it from this payload, computed
+    by the drafter (empty when not measured, e.g. greedy drafting).
 ``VERDICT`` (6, controller -> agent), one per round
     ``request_id``, ``round``, ``n_accepted`` int, ``next_token`` int (the
     recovered or bonus token), ``done`` bool, ``draft_length`` int (γ of the
@@ -69,12 +79,15 @@ from typing import Any, ClassVar
 import msgpack
 import numpy as np
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 #: Tolerance on a top-K row's sum above 1 (float16 rounding of K values).
 PROB_SUM_TOLERANCE = 1e-2
 
 INDEX_DTYPES = {"uint8": np.dtype("<u1"), "uint16": np.dtype("<u2"), "uint32": np.dtype("<u4")}
+#: Index "dtype" of a dense payload: every probability of the vocabulary, no indices.
+DENSE = "none"
+WIRE_INDEX_DTYPES = (*INDEX_DTYPES, DENSE)
 PAYLOAD_TIMES = 5  # timestamps in a draft payload
 PROB_DTYPES = {"float16": np.dtype("<f2"), "float32": np.dtype("<f4")}
 SAMPLING_MODES = ("full", "top-k")
@@ -198,7 +211,7 @@ class Configure(Message):
             _check(key in s, "malformed", f"settings.{key} missing")
         _check(s["sampling"] in SAMPLING_MODES, "malformed", f"settings.sampling must be one of {SAMPLING_MODES}")
         _check(s["prob_dtype"] in PROB_DTYPES, "bad_dtype", f"settings.prob_dtype {s['prob_dtype']!r}")
-        _check(s["index_dtype"] in INDEX_DTYPES, "bad_dtype", f"settings.index_dtype {s['index_dtype']!r}")
+        _check(s["index_dtype"] in WIRE_INDEX_DTYPES, "bad_dtype", f"settings.index_dtype {s['index_dtype']!r}")
         return cls(s)
 
 
@@ -255,9 +268,17 @@ class DraftPayload(Message):
     topk_indices: np.ndarray  # [γ, K] index dtype
     topk_probs: np.ndarray  # [γ, K] prob dtype
     times: list[int]  # agent ns: draft start, draft end, sent, previous verdict received, its rollback done
+    tv: np.ndarray | None = None  # [γ] float32, TV(q, server's q̃) as the drafter measured it
+
+    @property
+    def dense(self) -> bool:
+        return self.index_dtype == DENSE
 
     def to_wire(self) -> list:
-        idx, prob = INDEX_DTYPES[self.index_dtype], PROB_DTYPES[self.prob_dtype]
+        prob = PROB_DTYPES[self.prob_dtype]
+        idx = INDEX_DTYPES["uint32" if self.dense else self.index_dtype]
+        indices = b"" if self.dense else np.ascontiguousarray(self.topk_indices, dtype=idx).tobytes()
+        tv = b"" if self.tv is None else np.ascontiguousarray(self.tv, dtype="<f4").tobytes()
         return [
             self.request_id,
             self.round,
@@ -267,9 +288,10 @@ class DraftPayload(Message):
             self.prob_dtype,
             np.ascontiguousarray(self.token_ids, dtype=idx).tobytes(),
             np.ascontiguousarray(self.draft_probs, dtype="<f4").tobytes(),
-            np.ascontiguousarray(self.topk_indices, dtype=idx).tobytes(),
+            indices,
             np.ascontiguousarray(self.topk_probs, dtype=prob).tobytes(),
             list(self.times),
+            tv,
         ]
 
     @classmethod
@@ -280,23 +302,45 @@ class DraftPayload(Message):
         gamma = _int(fields[2], "draft_length", 1, 1024)
         k = _int(fields[3], "top_k", 1, 1 << 20)
         index_name, prob_name = fields[4], fields[5]
-        _check(index_name in INDEX_DTYPES, "bad_dtype", f"index dtype {index_name!r} not in {list(INDEX_DTYPES)}")
+        _check(
+            index_name in WIRE_INDEX_DTYPES, "bad_dtype", f"index dtype {index_name!r} not in {list(WIRE_INDEX_DTYPES)}"
+        )
         _check(prob_name in PROB_DTYPES, "bad_dtype", f"prob dtype {prob_name!r} not in {list(PROB_DTYPES)}")
-        idx_dt, prob_dt = INDEX_DTYPES[index_name], PROB_DTYPES[prob_name]
+        dense = index_name == DENSE
+        # Token ids of a dense payload travel as uint32 (no narrower dtype was negotiated).
+        idx_dt, prob_dt = INDEX_DTYPES["uint32" if dense else index_name], PROB_DTYPES[prob_name]
         blobs = fields[6:10]
         names = ("token_ids", "draft_probs", "topk_indices", "topk_probs")
         for name, blob in zip(names, blobs, strict=True):
             _check(isinstance(blob, bytes), "malformed", f"{name} must be bytes")
-        expected = (gamma * idx_dt.itemsize, gamma * 4, gamma * k * idx_dt.itemsize, gamma * k * prob_dt.itemsize)
+        n_idx = 0 if dense else gamma * k * idx_dt.itemsize
+        expected = (gamma * idx_dt.itemsize, gamma * 4, n_idx, gamma * k * prob_dt.itemsize)
         for name, blob, n in zip(names, blobs, expected, strict=True):
             _check(len(blob) == n, "bad_shape", f"{name} has {len(blob)} bytes, expected {n} for γ={gamma}, K={k}")
+        tv_blob = fields[11]
+        _check(isinstance(tv_blob, bytes), "malformed", "tv must be bytes")
+        _check(len(tv_blob) in (0, gamma * 4), "bad_shape", f"tv has {len(tv_blob)} bytes, expected 0 or {gamma * 4}")
+        tv = np.frombuffer(tv_blob, dtype="<f4") if tv_blob else None
         token_ids = np.frombuffer(blobs[0], dtype=idx_dt)
         draft_probs = np.frombuffer(blobs[1], dtype="<f4")
-        topk_indices = np.frombuffer(blobs[2], dtype=idx_dt).reshape(gamma, k)
+        if dense:
+            topk_indices = np.broadcast_to(np.arange(k, dtype=np.int64), (gamma, k))
+        else:
+            topk_indices = np.frombuffer(blobs[2], dtype=idx_dt).reshape(gamma, k)
         topk_probs = np.frombuffer(blobs[3], dtype=prob_dt).reshape(gamma, k)
+        if tv is not None:
+            _check(
+                bool(np.isfinite(tv).all() and (tv >= 0).all() and (tv <= 1).all()),
+                "bad_probabilities",
+                "tv outside [0, 1]",
+            )
         if vocab is not None:
             _check(k <= vocab, "bad_shape", f"top_k={k} exceeds vocabulary {vocab}")
-            for name, arr in (("token_ids", token_ids), ("topk_indices", topk_indices)):
+            _check(not dense or k == vocab, "bad_shape", f"a dense payload carries {k} values, vocabulary {vocab}")
+            for name, arr in (
+                ("token_ids", token_ids),
+                ("topk_indices", topk_indices[:, -1:] if dense else topk_indices),
+            ):
                 bad = int(arr.max()) if arr.size else 0
                 _check(bad < vocab, "index_out_of_range", f"{name} holds {bad} >= vocabulary {vocab}")
         probs32 = topk_probs.astype(np.float32)
@@ -319,6 +363,7 @@ class DraftPayload(Message):
             topk_indices,
             topk_probs,
             _times(fields[10], "times", PAYLOAD_TIMES),
+            tv,
         )
 
 

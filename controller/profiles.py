@@ -2,22 +2,27 @@
 
 ``profiles/experiments/NAME.yaml`` names a model pair
 (``profiles/models/NAME.yaml``), a prompt set (``profiles/prompts/NAME.jsonl``
-or any JSONL path), the number of agents and the generation settings.  Every
-file is validated on load; ``ProfileError`` names the file and the field.
+or any JSONL path, optionally filtered by task), the number of agents, the
+generation settings, repetitions and seeds, a sweep (a grid over generation
+settings and the number of agents) and the baselines measured in the same
+run.  ``profiles/devices/NAME.yaml`` describes a kind of host;
+``profiles/testbeds/NAME.yaml`` the hosts of a lab.  Every file is validated
+on load; ``ProfileError`` names the file, the field and what was expected.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from agent.codec import RECONSTRUCTIONS
 from agent.models import ModelError, validate_spec
-from agent.protocol import PROB_DTYPES, SAMPLING_MODES
-from controller.verify import RECONSTRUCTIONS
+from agent.protocol import DENSE, INDEX_DTYPES, PROB_DTYPES, SAMPLING_MODES
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
 
@@ -36,8 +41,25 @@ class Generation:
     prob_dtype: str = "float16"
     sampling: str = "full"  # "full" | "top-k"
     reconstruction: str = "tail-fill"  # "renormalise" | "tail-fill"
+    index_dtype: str = "auto"  # "auto" (narrowest for the vocabulary) | uint8 | uint16 | uint32 | "none" (dense)
     max_new_tokens: int = 48
     seed: int = 0
+
+
+INDEX_ENCODINGS = ("auto", *INDEX_DTYPES, DENSE)
+#: Experiment fields a sweep may vary: the generation settings plus ``agents``.
+SWEEPABLE = (
+    "top_k",
+    "draft_length",
+    "prob_dtype",
+    "index_dtype",
+    "reconstruction",
+    "sampling",
+    "temperature",
+    "agents",
+)
+#: Baselines an experiment may measure beside its distributed top-K grid.
+BASELINES = ("target-only", "colocated", "full-distribution")
 
 
 @dataclass(frozen=True)
@@ -53,6 +75,23 @@ class Prompt:
     id: str
     prompt: str | None  # text, chat template applied when the model has one
     prompt_token_ids: list[int] | None  # or token ids given directly
+    task: str | None = None  # chat, code, maths, summarisation, translation, ...
+
+
+@dataclass(frozen=True)
+class Device:
+    """``profiles/devices/NAME.yaml``: a kind of host, what it runs models on and what it can measure."""
+
+    name: str
+    role: str  # "edge" | "server" | "any"
+    torch_device: str  # "cpu" | "cuda"
+    threads: int | None  # torch CPU threads (None: torch's choice)
+    memory_gb: float | None
+    accelerator: str | None
+    memory_bandwidth_gbs: float | None  # peak DRAM bandwidth, for memory-bound floors
+    power_sources: list[str]
+    description: str
+    path: str
 
 
 @dataclass(frozen=True)
@@ -66,6 +105,13 @@ class Experiment:
     path: str = ""
     telemetry_rate_hz: float = 20.0  # samples per second on every host
     telemetry_host_sampler: str = "psutil"  # CPU/memory source: psutil | procfs
+    description: str = ""
+    sweep: dict[str, list] = field(default_factory=dict)  # SWEEPABLE field -> values, in grid order
+    baselines: list[str] = field(default_factory=list)  # of BASELINES
+    distributed: bool = True  # run the distributed top-K grid (False: baselines only)
+    seeds: list[int] = field(default_factory=lambda: [0])  # one repetition per seed
+    controller_device: Device | None = None
+    agent_device: Device | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,10 +142,14 @@ def _typed(path: Path, where: str, value: Any, expected: type | tuple, what: str
     return value
 
 
-def _unknown(path: Path, where: str, data: dict, allowed: set[str]) -> None:
-    extra = sorted(set(data) - allowed)
+def _unknown(path: Path, where: str, data: dict, allowed: set[str] | tuple) -> None:
+    extra = sorted(set(data) - set(allowed), key=str)
     if extra:
-        raise ProfileError(f"{path}: {where}: unknown field {extra[0]!r}; allowed: {', '.join(sorted(allowed))}")
+        close = difflib.get_close_matches(str(extra[0]), [str(a) for a in allowed], n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ProfileError(
+            f"{path}: {where}: unknown field {extra[0]!r}{hint}; allowed: {', '.join(sorted(map(str, allowed)))}"
+        )
 
 
 def load_model_pair(ref: str) -> ModelPair:
@@ -138,7 +188,10 @@ def load_prompts(ref: str) -> list[Prompt]:
             raise ProfileError(f"{where}: prompt: expected a string")
         if ids is not None and not (isinstance(ids, list) and ids and all(isinstance(t, int) and t >= 0 for t in ids)):
             raise ProfileError(f"{where}: prompt_token_ids: expected a non-empty list of token ids")
-        prompts.append(Prompt(str(obj.get("id", f"p{len(prompts)}")), text, ids))
+        task = obj.get("task")
+        if task is not None and not isinstance(task, str):
+            raise ProfileError(f"{where}: task: expected a string")
+        prompts.append(Prompt(str(obj.get("id", f"p{len(prompts)}")), text, ids, task))
     if not prompts:
         raise ProfileError(f"{path}: no prompts")
     if len({p.id for p in prompts}) != len(prompts):
@@ -146,36 +199,186 @@ def load_prompts(ref: str) -> list[Prompt]:
     return prompts
 
 
+PROMPT_FIELDS = {"source", "tasks", "per_task", "limit", "ids"}
+
+
+def select_prompts(path: Path, spec: Any) -> tuple[list[Prompt], str]:
+    """An experiment's ``prompts``: a set's name or path, or a mapping that filters one.
+
+    Mapping fields: ``source`` (name or path), ``tasks`` (keep these task
+    kinds, in this order), ``per_task`` (the first N of each task),
+    ``limit`` (the first N overall), ``ids`` (exactly these prompts).
+    """
+    if isinstance(spec, str):
+        return load_prompts(spec), str(_resolve(spec, "prompts", ".jsonl"))
+    if not isinstance(spec, dict):
+        raise ProfileError(f"{path}: prompts: expected the name or path of a prompts JSONL file, or a mapping")
+    _unknown(path, "prompts", spec, PROMPT_FIELDS)
+    source = _typed(path, "prompts.source", spec.get("source"), str, "the name or path of a prompts JSONL file")
+    prompts = load_prompts(source)
+    if "ids" in spec:
+        ids = _typed(path, "prompts.ids", spec["ids"], list, "a list of prompt ids")
+        by_id = {p.id: p for p in prompts}
+        missing = [i for i in ids if i not in by_id]
+        if missing:
+            raise ProfileError(f"{path}: prompts.ids: {missing[0]!r} is not in {source}")
+        prompts = [by_id[i] for i in ids]
+    if "tasks" in spec:
+        tasks = _typed(path, "prompts.tasks", spec["tasks"], list, "a list of task kinds")
+        known = sorted({p.task for p in prompts if p.task})
+        for t in tasks:
+            if t not in known:
+                raise ProfileError(
+                    f"{path}: prompts.tasks: {t!r} is not a task of {source} (tasks: {', '.join(known)})"
+                )
+        prompts = [p for t in tasks for p in prompts if p.task == t]
+    if "per_task" in spec:
+        n = _typed(path, "prompts.per_task", spec["per_task"], int, "a positive integer")
+        if n < 1:
+            raise ProfileError(f"{path}: prompts.per_task: expected a positive integer, got {n}")
+        seen: dict[str | None, int] = {}
+        kept = []
+        for p in prompts:
+            seen[p.task] = seen.get(p.task, 0) + 1
+            if seen[p.task] <= n:
+                kept.append(p)
+        prompts = kept
+    if "limit" in spec:
+        n = _typed(path, "prompts.limit", spec["limit"], int, "a positive integer")
+        if n < 1:
+            raise ProfileError(f"{path}: prompts.limit: expected a positive integer, got {n}")
+        prompts = prompts[:n]
+    if not prompts:
+        raise ProfileError(f"{path}: prompts: the filters leave no prompt")
+    return prompts, str(_resolve(source, "prompts", ".jsonl"))
+
+
+def load_device(ref: str, where: str = "device") -> Device:
+    """``profiles/devices/NAME.yaml``."""
+    path = _resolve(ref, "devices", ".yaml")
+    data = _read_yaml(path)
+    allowed = {
+        "name",
+        "role",
+        "torch_device",
+        "threads",
+        "memory_gb",
+        "accelerator",
+        "memory_bandwidth_gbs",
+        "power_sources",
+        "description",
+    }
+    _unknown(path, where, data, allowed)
+    role = data.get("role", "any")
+    if role not in ("edge", "server", "any"):
+        raise ProfileError(f"{path}: role: expected one of edge, server, any, got {role!r}")
+    torch_device = _typed(path, "torch_device", data.get("torch_device", "cpu"), str, "cpu, cuda or cuda:N")
+    if not (torch_device == "cpu" or torch_device.startswith("cuda")):
+        raise ProfileError(f"{path}: torch_device: expected cpu, cuda or cuda:N, got {torch_device!r}")
+    threads = data.get("threads")
+    if threads is not None and (_typed(path, "threads", threads, int, "a positive integer or null") < 1):
+        raise ProfileError(f"{path}: threads: expected a positive integer or null, got {threads}")
+    numbers = {}
+    for key in ("memory_gb", "memory_bandwidth_gbs"):
+        value = data.get(key)
+        if value is not None and _typed(path, key, value, (int, float), "a positive number or null") <= 0:
+            raise ProfileError(f"{path}: {key}: expected a positive number or null, got {value}")
+        numbers[key] = None if value is None else float(value)
+    sources = _typed(path, "power_sources", data.get("power_sources", []), list, "a list of sampler families")
+    return Device(
+        name=str(data.get("name", path.stem)),
+        role=role,
+        torch_device=torch_device,
+        threads=threads,
+        memory_gb=numbers["memory_gb"],
+        accelerator=data.get("accelerator"),
+        memory_bandwidth_gbs=numbers["memory_bandwidth_gbs"],
+        power_sources=[str(x) for x in sources],
+        description=str(data.get("description", "")),
+        path=str(path),
+    )
+
+
+def check_generation(path: Path, g: Generation, where: str = "generation") -> Generation:
+    """Types and ranges of generation settings; ``where`` prefixes the field names."""
+    _typed(path, f"{where}.temperature", g.temperature, (int, float), "a number >= 0")
+    if g.temperature < 0:
+        raise ProfileError(f"{path}: {where}.temperature: expected a number >= 0, got {g.temperature}")
+    for name, lo in (("draft_length", 1), ("top_k", 1), ("max_new_tokens", 1), ("seed", 0)):
+        value = _typed(path, f"{where}.{name}", getattr(g, name), int, f"an integer >= {lo}")
+        if value < lo:
+            raise ProfileError(f"{path}: {where}.{name}: expected an integer >= {lo}, got {value}")
+    for name, allowed in (
+        ("prob_dtype", tuple(PROB_DTYPES)),
+        ("sampling", SAMPLING_MODES),
+        ("reconstruction", RECONSTRUCTIONS),
+        ("index_dtype", INDEX_ENCODINGS),
+    ):
+        if getattr(g, name) not in allowed:
+            raise ProfileError(
+                f"{path}: {where}.{name}: expected one of {', '.join(allowed)}, got {getattr(g, name)!r}"
+            )
+    return g
+
+
 def load_generation(path: Path, data: Any) -> Generation:
     if not isinstance(data, dict):
         raise ProfileError(f"{path}: generation: expected a mapping")
     names = {f.name for f in fields(Generation)}
     _unknown(path, "generation", data, names)
-    g = Generation(**data)
-    _typed(path, "generation.temperature", g.temperature, (int, float), "a number >= 0")
-    if g.temperature < 0:
-        raise ProfileError(f"{path}: generation.temperature: expected a number >= 0, got {g.temperature}")
-    for name, lo in (("draft_length", 1), ("top_k", 1), ("max_new_tokens", 1), ("seed", 0)):
-        value = _typed(path, f"generation.{name}", getattr(g, name), int, f"an integer >= {lo}")
-        if value < lo:
-            raise ProfileError(f"{path}: generation.{name}: expected an integer >= {lo}, got {value}")
-    for name, allowed in (
-        ("prob_dtype", PROB_DTYPES),
-        ("sampling", SAMPLING_MODES),
-        ("reconstruction", RECONSTRUCTIONS),
-    ):
-        if getattr(g, name) not in allowed:
-            raise ProfileError(
-                f"{path}: generation.{name}: expected one of {', '.join(allowed)}, got {getattr(g, name)!r}"
-            )
-    return g
+    return check_generation(path, Generation(**data))
+
+
+def load_sweep(path: Path, data: Any, base: Generation, agents: int) -> dict[str, list]:
+    """``sweep``: field -> list of values; every combination is checked now, before anything runs."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ProfileError(f"{path}: sweep: expected a mapping of field to a list of values")
+    _unknown(path, "sweep", data, SWEEPABLE)
+    sweep = {}
+    for name, values in data.items():
+        if not isinstance(values, list) or not values:
+            raise ProfileError(f"{path}: sweep.{name}: expected a non-empty list of values, got {values!r}")
+        if len(set(map(repr, values))) != len(values):
+            raise ProfileError(f"{path}: sweep.{name}: a value is repeated")
+        for i, value in enumerate(values):
+            if name == "agents":
+                if _typed(path, f"sweep.agents[{i}]", value, int, "a positive integer") < 1:
+                    raise ProfileError(f"{path}: sweep.agents[{i}]: expected a positive integer, got {value}")
+            else:
+                check_generation(path, replace(base, **{name: value}), where=f"sweep.{name}[{i}] ->")
+        sweep[name] = list(values)
+    return sweep
+
+
+EXPERIMENT_FIELDS = {
+    "name",
+    "description",
+    "models",
+    "prompts",
+    "agents",
+    "generation",
+    "telemetry",
+    "sweep",
+    "baselines",
+    "distributed",
+    "repetitions",
+    "seeds",
+    "devices",
+}
 
 
 def load_experiment(ref: str, prompts: str | None = None, **overrides: Any) -> Experiment:
-    """Load and validate an experiment profile; ``overrides`` replace generation fields."""
+    """Load and validate an experiment profile; ``overrides`` replace generation fields.
+
+    Everything an experiment names is checked here, before anything starts:
+    the model pair (local paths must hold a model), the prompts, the devices,
+    every grid point of the sweep.
+    """
     path = _resolve(ref, "experiments", ".yaml")
     data = _read_yaml(path)
-    _unknown(path, "experiment", data, {"name", "models", "prompts", "agents", "generation", "telemetry"})
+    _unknown(path, "experiment", data, EXPERIMENT_FIELDS)
     telemetry = data.get("telemetry") or {}
     if not isinstance(telemetry, dict):
         raise ProfileError(f"{path}: telemetry: expected a mapping with rate_hz")
@@ -187,24 +390,87 @@ def load_experiment(ref: str, prompts: str | None = None, **overrides: Any) -> E
     if not 0 < rate <= 1000:
         raise ProfileError(f"{path}: telemetry.rate_hz: expected a rate in (0, 1000] Hz, got {rate}")
     models = _typed(path, "models", data.get("models"), str, "the name or path of a model-pair profile")
-    prompts_ref = prompts or _typed(
-        path, "prompts", data.get("prompts"), str, "the name or path of a prompts JSONL file"
-    )
+    if prompts is not None:
+        prompt_list, prompts_source = load_prompts(prompts), str(_resolve(prompts, "prompts", ".jsonl"))
+    else:
+        if "prompts" not in data:
+            raise ProfileError(f"{path}: prompts: missing (the name or path of a prompts JSONL file)")
+        try:
+            prompt_list, prompts_source = select_prompts(path, data["prompts"])
+        except ProfileError as exc:
+            if str(exc).startswith(str(path)):
+                raise
+            raise ProfileError(f"{path}: prompts: {exc}") from None
     agents = _typed(path, "agents", data.get("agents", 2), int, "a positive integer")
     if agents < 1:
         raise ProfileError(f"{path}: agents: expected a positive integer, got {agents}")
     gen = dict(data.get("generation") or {})
     gen.update({k: v for k, v in overrides.items() if v is not None})
+    generation = load_generation(path, gen)
+    sweep = load_sweep(path, data.get("sweep"), generation, agents)
+    baselines = _typed(path, "baselines", data.get("baselines", []), list, f"a list of: {', '.join(BASELINES)}")
+    for i, name in enumerate(baselines):
+        if name not in BASELINES:
+            close = difflib.get_close_matches(str(name), BASELINES, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ProfileError(f"{path}: baselines[{i}]: expected one of {', '.join(BASELINES)}, got {name!r}{hint}")
+    if len(set(baselines)) != len(baselines):
+        raise ProfileError(f"{path}: baselines: a baseline is repeated")
+    distributed = data.get("distributed", True)
+    if not isinstance(distributed, bool):
+        raise ProfileError(f"{path}: distributed: expected true or false, got {distributed!r}")
+    if not distributed and not baselines:
+        raise ProfileError(f"{path}: distributed: false leaves nothing to run (add baselines)")
+    if "seeds" in data:
+        seeds = _typed(path, "seeds", data["seeds"], list, "a list of integer seeds")
+        for i, seed in enumerate(seeds):
+            if _typed(path, f"seeds[{i}]", seed, int, "an integer >= 0") < 0:
+                raise ProfileError(f"{path}: seeds[{i}]: expected an integer >= 0, got {seed}")
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise ProfileError(f"{path}: seeds: expected a non-empty list of distinct seeds")
+        if "repetitions" in data and data["repetitions"] != len(seeds):
+            raise ProfileError(f"{path}: repetitions: {data['repetitions']} disagrees with {len(seeds)} seeds")
+    else:
+        reps = _typed(path, "repetitions", data.get("repetitions", 1), int, "a positive integer")
+        if reps < 1:
+            raise ProfileError(f"{path}: repetitions: expected a positive integer, got {reps}")
+        seeds = [generation.seed + r for r in range(reps)]
+    devices = data.get("devices") or {}
+    if not isinstance(devices, dict):
+        raise ProfileError(f"{path}: devices: expected a mapping with controller and agents device profiles")
+    _unknown(path, "devices", devices, {"controller", "agents"})
+    picked: dict[str, Device | None] = {}
+    for role in ("controller", "agents"):
+        ref_ = devices.get(role)
+        if ref_ is None:
+            picked[role] = None
+            continue
+        _typed(path, f"devices.{role}", ref_, str, "the name or path of a device profile")
+        try:
+            picked[role] = load_device(ref_)
+        except ProfileError as exc:
+            raise ProfileError(f"{path}: devices.{role}: {exc}") from None
+    try:
+        pair = load_model_pair(models)
+    except ProfileError as exc:
+        raise ProfileError(f"{path}: models: {exc}") from None
     return Experiment(
         name=str(data.get("name", path.stem)),
-        models=load_model_pair(models),
-        prompts=load_prompts(prompts_ref),
-        prompts_source=str(_resolve(prompts_ref, "prompts", ".jsonl")),
+        models=pair,
+        prompts=prompt_list,
+        prompts_source=prompts_source,
         agents=agents,
-        generation=load_generation(path, gen),
+        generation=generation,
         path=str(path),
         telemetry_rate_hz=float(rate),
         telemetry_host_sampler=host_sampler,
+        description=str(data.get("description", "")),
+        sweep=sweep,
+        baselines=list(baselines),
+        distributed=distributed,
+        seeds=list(seeds),
+        controller_device=picked["controller"],
+        agent_device=picked["agents"],
     )
 
 

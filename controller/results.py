@@ -53,8 +53,10 @@ class RoundRecord:
     ctrl_verified_ns: int
     ctrl_reply_ns: int
     tail_mass: float  # mean probability mass outside the top K over the γ drafts
+    tv_distance: float | None = None  # mean TV(sampled q, server's q̃) over the drafts, from the drafter
     clock_offset_ns: int | None = None  # agent minus controller clock when recorded
     phases: dict | None = None  # PHASES -> [start, end] on the controller's clock (ns)
+    point: str | None = None  # the experiment grid point (``specbed run``)
 
 
 #: Phases of a round, in order.  ``reply`` runs from the verdict being ready to

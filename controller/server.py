@@ -21,6 +21,7 @@ import zmq
 from agent.lm import CachedLM, probs_from_logits
 from agent.models import LoadedModel
 from agent.protocol import (
+    DENSE,
     Bye,
     Configure,
     DraftPayload,
@@ -63,6 +64,8 @@ class Job:
     max_new_tokens: int
     seed: int
     generated: list[int] = field(default_factory=list)
+    started_ns: int = 0  # controller clock: first draft request sent
+    done_ns: int = 0  # controller clock: last token verified
 
 
 @dataclass
@@ -85,6 +88,8 @@ class Session:
     pings_left: int = 0
     ping_seq: int = 0
     last_verified_ns: int = 0  # previous round's verdict ready (controller clock)
+    settings: dict | None = None  # the CONFIGURE settings last sent
+    configures_out: int = 0  # CONFIGUREs sent and not yet answered with READY
 
 
 class Controller:
@@ -107,21 +112,15 @@ class Controller:
         self.generation = generation
         self.vocab_size = target.vocab_size
         self.device = device
-        self.settings = {
-            "drafter": drafter_spec,
-            "vocab_size": self.vocab_size,
-            "temperature": float(generation.temperature),
-            "top_k": generation.top_k,
-            "sampling": generation.sampling,
-            "prob_dtype": generation.prob_dtype,
-            "index_dtype": index_dtype_for(self.vocab_size),
-        }
-        if telemetry:
-            self.settings["telemetry"] = telemetry  # {"endpoint": SUB endpoint, "rate_hz": float}
+        self.drafter_spec = drafter_spec
+        self.telemetry = telemetry  # {"port": SUB port, "rate_hz": float, "host_sampler": str}
+        self.settings = self.settings_for(generation)
         eos = target.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self.pending: deque[Job] = deque(jobs)
         self.unfinished = len(jobs)
+        self.max_agents: int | None = None  # at most this many agents get prompts (None: all)
+        self.active: set[str] | None = None  # their names, fixed when the prompts start
         self.on_round = on_round
         self.on_output = on_output
         self.sessions: dict[bytes, Session] = {}
@@ -139,6 +138,51 @@ class Controller:
         self.sock.setsockopt(zmq.LINGER, 2000)
         self.sock.bind(endpoint)
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    def settings_for(self, generation: Generation) -> dict:
+        """The CONFIGURE settings of a generation: a dense payload when index_dtype is "none"."""
+        dense = generation.index_dtype == DENSE
+        index = index_dtype_for(self.vocab_size) if generation.index_dtype == "auto" else generation.index_dtype
+        settings = {
+            "drafter": self.drafter_spec,
+            "vocab_size": self.vocab_size,
+            "temperature": float(generation.temperature),
+            "top_k": self.vocab_size if dense else min(generation.top_k, self.vocab_size),
+            "sampling": generation.sampling,
+            "prob_dtype": generation.prob_dtype,
+            "index_dtype": index,
+            "reconstruction": generation.reconstruction,
+        }
+        if self.telemetry:
+            settings["telemetry"] = self.telemetry
+        return settings
+
+    def begin(self, generation: Generation, jobs: list[Job], agents: int | None = None) -> None:
+        """Start a new set of prompts (a grid point) with the agents already connected.
+
+        Agents whose settings differ are sent ``CONFIGURE`` again (they keep
+        a drafter already loaded); every agent re-syncs its clock; prompts
+        go out once ``agents`` of them (all connected ones when None) are
+        ready, and only those get prompts.
+        """
+        if not self.done:
+            raise RuntimeError("begin() while prompts are unfinished")
+        self.generation = generation
+        self.settings = self.settings_for(generation)
+        self.pending = deque(jobs)
+        self.unfinished = len(jobs)
+        self.started = False
+        self.active = None
+        self.max_agents = agents
+        self.min_agents = agents or max(1, len(self.sessions))
+        self.first_request_ns = self.last_output_ns = None
+        for session in list(self.sessions.values()):
+            if session.settings != self.settings:
+                session.ready = False
+                self._configure(session)
+            elif session.ready and session.pings_left == 0:
+                self._sync_clock(session, SYNC_PINGS_BETWEEN)
+            # else: a CONFIGURE or a clock sync is in flight and ends in _assign
 
     # -- sending --------------------------------------------------------
     def _send(self, identity: bytes, message: Message) -> int:
@@ -159,8 +203,13 @@ class Controller:
     def done(self) -> bool:
         return self.unfinished == 0
 
-    def serve(self, timeout_s: float | None = None, check: Callable[[], None] | None = None) -> None:
-        """Handle messages until all jobs are done (or ``timeout_s`` passes).
+    def serve(
+        self,
+        timeout_s: float | None = None,
+        check: Callable[[], None] | None = None,
+        until: Callable[[], bool] | None = None,
+    ) -> None:
+        """Handle messages until all jobs are done, or ``until()`` holds (or ``timeout_s`` passes).
 
         ``check`` runs between messages (at least every 100 ms); it may raise
         to abort, or call ``agent_lost`` for an agent that died.
@@ -168,9 +217,11 @@ class Controller:
         deadline = time.monotonic() + timeout_s if timeout_s else None
         poller = zmq.Poller()
         poller.register(self.sock, zmq.POLLIN)
-        while not self.done:
+        finished = until or (lambda: self.done)
+        while not finished():
             if deadline and time.monotonic() > deadline:
-                raise TimeoutError(f"{self.unfinished} prompt(s) unfinished after {timeout_s} s")
+                what = f"{self.unfinished} prompt(s) unfinished" if until is None else "the agents not ready"
+                raise TimeoutError(f"{what} after {timeout_s} s")
             if check:
                 check()
             if not poller.poll(100):
@@ -214,17 +265,27 @@ class Controller:
     def _on_hello(self, identity: bytes, msg: Hello) -> None:
         if identity in self.sessions:
             self.agent_lost(identity, "said hello again")
-        self.sessions[identity] = Session(identity, msg.agent, msg.facts, CachedLM(self.target.model, self.device))
+        session = Session(identity, msg.agent, msg.facts, CachedLM(self.target.model, self.device))
+        self.sessions[identity] = session
         log.info("agent %s connected", msg.agent)
-        self._send(identity, Configure(self.settings))
+        self._configure(session)
+
+    def _configure(self, session: Session) -> None:
+        session.settings = self.settings
+        session.configures_out += 1
+        self._send(session.identity, Configure(self.settings))
 
     def _on_ready(self, session: Session, msg: Ready) -> None:
         if msg.info.get("vocab_size") != self.vocab_size:
             raise ProtocolError(
                 "unexpected", f"drafter vocabulary {msg.info.get('vocab_size')} != target {self.vocab_size}"
             )
+        session.configures_out = max(0, session.configures_out - 1)
+        if session.configures_out:
+            return  # a later CONFIGURE is on its way; wait for its READY
+        first = not session.info
         session.ready, session.info = True, msg.info
-        self._sync_clock(session, SYNC_PINGS_START)
+        self._sync_clock(session, SYNC_PINGS_START if first else SYNC_PINGS_BETWEEN)
 
     def _sync_clock(self, session: Session, pings: int) -> None:
         """A burst of pings; the job is assigned when the last pong is in."""
@@ -248,14 +309,22 @@ class Controller:
 
     def _assign(self, session: Session) -> None:
         if not self.started:
-            synced = [s for s in self.sessions.values() if s.ready and s.pings_left == 0]
+            synced = [
+                s for s in self.sessions.values() if s.ready and s.pings_left == 0 and s.settings == self.settings
+            ]
             if len(synced) < self.min_agents:
                 return
             self.started = True
-            for s in synced:
+            chosen = sorted(synced, key=lambda s: s.name)[: self.max_agents or len(synced)]
+            self.active = {s.name for s in chosen} if self.max_agents else None
+            for s in chosen:
                 self._assign_one(s)
             return
         self._assign_one(session)
+
+    def ready_count(self) -> int:
+        """Agents configured with the current settings, clock-synced and idle."""
+        return sum(1 for s in self.sessions.values() if s.ready and s.pings_left == 0 and s.settings == self.settings)
 
     def lower_min_agents(self) -> None:
         """An agent that never became ready is gone: wait for one fewer."""
@@ -264,12 +333,20 @@ class Controller:
             if s.ready and s.pings_left == 0 and s.job is None:
                 self._assign(s)
 
+    def replace_lost_active(self) -> None:
+        """An active agent left: let the other ready agents take its prompts."""
+        if self.active is not None:
+            self.active = None
+            for s in list(self.sessions.values()):
+                if s.ready and s.pings_left == 0 and s.job is None:
+                    self._assign_one(s)
+
     def _assign_one(self, session: Session) -> None:
-        if session.job is not None or not session.ready:
+        if session.job is not None or not session.ready or session.settings != self.settings:
+            return
+        if self.active is not None and session.name not in self.active:
             return
         if not self.pending:
-            if self.done:
-                self._send(session.identity, Bye("all prompts done"))
             return
         job = self.pending.popleft()
         if self.first_request_ns is None:
@@ -286,6 +363,7 @@ class Controller:
                 session.request_id, job.prompt_id, job.prompt_token_ids, self.generation.draft_length, job.seed
             ),
         )
+        job.started_ns = time.monotonic_ns()
 
     def _on_payload(self, session: Session, msg: DraftPayload, frame_len: int, t_recv: int) -> None:
         t_decoded = time.monotonic_ns()
@@ -306,9 +384,12 @@ class Controller:
             n_accepted, next_token = greedy_verify(drafts, logits)
         else:
             p = probs_from_logits(logits, g.temperature)  # [γ + 1, V]
-            strategy = g.reconstruction if g.sampling == "full" else "renormalise"
-            topk_idx = torch.from_numpy(msg.topk_indices.astype("int64"))  # [γ, K]
-            q = reconstruct(topk_idx, topk_probs, self.vocab_size, strategy)  # [γ, V]
+            if msg.dense:
+                q = topk_probs  # [γ, V]: the distribution itself
+            else:
+                strategy = g.reconstruction if g.sampling == "full" else "renormalise"
+                topk_idx = torch.from_numpy(msg.topk_indices.astype("int64"))  # [γ, K]
+                q = reconstruct(topk_idx, topk_probs, self.vocab_size, strategy)  # [γ, V]
             qx = torch.from_numpy(msg.draft_probs.copy())  # [γ]
             n_accepted, next_token = speculative_verify(drafts, q, p, session.generator, draft_token_probs=qx)
         t_verified = time.monotonic_ns()
@@ -364,6 +445,7 @@ class Controller:
                 ctrl_verified_ns=t_verified,
                 ctrl_reply_ns=t_reply,
                 tail_mass=float(tail_mass(topk_probs).mean()),
+                tv_distance=float(msg.tv.mean()) if msg.tv is not None else None,
                 clock_offset_ns=round(clock.offset_at(t_recv)) if clock.samples else None,
                 phases=phases,
             )
@@ -373,14 +455,10 @@ class Controller:
             session.jobs_done += 1
             session.target.reset()
             self.unfinished -= 1
-            self.last_output_ns = time.monotonic_ns()
+            job.done_ns = self.last_output_ns = time.monotonic_ns()
             self.on_output(job)
             if self.pending:
                 self._sync_clock(session, SYNC_PINGS_BETWEEN)
-            else:
-                self._assign(session)
-            if self.done:
-                self.say_bye("all prompts done")
 
     def agent_lost(self, identity: bytes, why: str) -> None:
         """Forget an agent; its unfinished prompt goes back to the queue."""
@@ -391,7 +469,9 @@ class Controller:
         self.departed.append(session)
         if session.job is not None:
             self.pending.appendleft(session.job)
-            for other in self.sessions.values():
+            if self.active is not None and session.name in self.active:
+                self.replace_lost_active()
+            for other in list(self.sessions.values()):
                 self._assign(other)
 
     def say_bye(self, reason: str) -> None:

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import torch
 
-RECONSTRUCTIONS = ("renormalise", "tail-fill")
+from agent.codec import RECONSTRUCTIONS, reconstruct, tail_mass
+
+__all__ = ["RECONSTRUCTIONS", "greedy_verify", "reconstruct", "speculative_verify", "tail_mass"]
 
 
 def speculative_verify(
@@ -66,36 +68,3 @@ def greedy_verify(
     mismatch = (draft_tokens != target[:-1]).nonzero()
     n = int(mismatch[0]) if mismatch.numel() else int(draft_tokens.shape[0])
     return n, int(target[n])
-
-
-def reconstruct(
-    topk_indices: torch.Tensor,  # [γ, K] long
-    topk_probs: torch.Tensor,  # [γ, K] float
-    vocab_size: int,
-    strategy: str,
-) -> torch.Tensor:
-    """Dense q̃ [γ, V] float32 from a top-K payload.
-
-    ``renormalise``: the top-K values rescaled to sum to 1, zero elsewhere
-    (exactly q^K when the drafter sampled top-K).  ``tail-fill``: the K
-    values kept, the missing mass 1 - Σ top-K spread uniformly over the other
-    V - K tokens.
-    """
-    if strategy not in RECONSTRUCTIONS:
-        raise ValueError(f"reconstruction must be one of {RECONSTRUCTIONS}, got {strategy!r}")
-    values = topk_probs.float()
-    gamma, k = values.shape
-    if strategy == "renormalise":
-        values = values / values.sum(dim=-1, keepdim=True)
-        q = torch.zeros(gamma, vocab_size, dtype=torch.float32)
-    else:
-        tail = (1.0 - values.sum(dim=-1, keepdim=True)).clamp(min=0)
-        fill = tail / max(vocab_size - k, 1)
-        q = fill.expand(gamma, vocab_size).clone()
-    q.scatter_(1, topk_indices.long(), values)
-    return q
-
-
-def tail_mass(topk_probs: torch.Tensor) -> torch.Tensor:
-    """[γ] probability mass outside the top K (from the wire values)."""
-    return (1.0 - topk_probs.float().sum(dim=-1)).clamp(min=0)

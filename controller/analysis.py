@@ -1,0 +1,633 @@
+"""summary.csv, report.md and plots of a ``specbed run`` folder, from its files alone.
+
+``specbed report DIR`` rewrites them; ``specbed compare A B`` joins two runs.
+
+One row of summary.csv per configuration (a grid point without its seed;
+repetitions are pooled and ``tokens_per_s_std`` is their spread):
+
+``tokens_per_s``          generated tokens / generation wall time, where a
+                          point's wall time is, per segment, from its first
+                          draft request to its last finished prompt
+``mean_accepted_per_round``  accepted drafts per verification round
+``mean_tokens_per_round``  tokens emitted per round (accepted + recovered/bonus)
+``acceptance_rate``       accepted drafts / drafted tokens
+``bytes_up_per_draft_token``  uplink ZMTP frame bytes per drafted token (empty
+                          for the in-process schemes: nothing crosses a wire)
+``latency_per_token_ms``  per prompt, (last token - first request) / tokens, averaged
+``energy_j_per_token``    joules of the hosts with a readable power source
+                          (listed in ``energy_hosts``) over the point's windows
+                          / tokens; empty where no host had one
+``mean_tail_mass``        mean probability mass outside the top K (drafter's q)
+``mean_tv_distance``      mean total-variation distance between the
+                          distribution drafted from and the server's
+                          reconstruction, measured by the drafter
+``acceptance_gap_vs_full``  acceptance_rate minus that of the full-distribution
+                          baseline with the same γ, temperature and agents
+``greedy_agreement``      temperature 0: mean over prompts of the common prefix
+                          with the target-only output / its length
+``greedy_identical``      temperature 0: share of prompts identical to target-only
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from controller.energy import host_summary, read_series
+
+COLUMNS = (
+    "config",
+    "scheme",
+    "top_k",
+    "draft_length",
+    "reconstruction",
+    "sampling",
+    "temperature",
+    "prob_dtype",
+    "index_dtype",
+    "agents",
+    "repetitions",
+    "prompts",
+    "prompts_expected",
+    "tokens",
+    "rounds",
+    "wall_s",
+    "tokens_per_s",
+    "tokens_per_s_std",
+    "mean_accepted_per_round",
+    "mean_tokens_per_round",
+    "acceptance_rate",
+    "bytes_up_per_draft_token",
+    "bytes_down_per_round",
+    "latency_per_token_ms",
+    "energy_j_per_token",
+    "energy_hosts",
+    "mean_tail_mass",
+    "mean_tv_distance",
+    "acceptance_gap_vs_full",
+    "greedy_agreement",
+    "greedy_identical",
+)
+
+SCHEME_COLOURS = {
+    "top-k": "#4C72B0",
+    "full-distribution": "#C44E52",
+    "colocated": "#55A868",
+    "target-only": "#8C8C8C",
+}
+
+
+def _jsonl(path: Path) -> list[dict]:
+    rows = []
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
+def _mean(values: list[float]) -> float | None:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def _offset_fn(clock: dict | None):
+    if not clock or clock.get("offset_ns") is None:
+        return None
+    offset, drift = clock["offset_ns"], (clock.get("drift_ppm") or 0.0) * 1e-6
+    return lambda t: round((t - offset) / (1.0 + drift))
+
+
+class RunData:
+    """A run folder read back: manifest, grid, rounds and outputs grouped by point."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.dir = Path(run_dir)
+        path = self.dir / "manifest.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{self.dir}: no manifest.json (not a run folder)")
+        self.manifest = json.loads(path.read_text())
+        if self.manifest.get("kind") != "experiment":
+            raise ValueError(f"{self.dir}: not a `specbed run` folder (kind {self.manifest.get('kind')!r})")
+        self.grid: list[dict] = self.manifest["grid"]
+        self.prompts = [p["id"] for p in self.manifest["profile"]["prompts"]]
+        self.rounds: dict[str, list[dict]] = defaultdict(list)
+        for r in _jsonl(self.dir / "rounds.jsonl"):
+            self.rounds[r.get("point")].append(r)
+        self.outputs: dict[str, list[dict]] = defaultdict(list)
+        for o in _jsonl(self.dir / "outputs.jsonl"):
+            self.outputs[o["point"]].append(o)
+        self._series: dict[tuple[int, str], dict | None] = {}
+
+    def series(self, segment: int, host: str) -> dict | None:
+        key = (segment, host)
+        if key not in self._series:
+            seg = self.manifest["segments"][segment] if segment < len(self.manifest["segments"]) else {}
+            folder = self.dir / seg.get("telemetry_dir", f"telemetry/segment-{segment}")
+            path = folder / f"{host}.csv"
+            clock = (seg.get("clock_offsets") or {}).get(host)
+            self._series[key] = read_series(path, _offset_fn(clock)) if path.is_file() else None
+        return self._series[key]
+
+    def windows(self, point: str) -> dict[int, tuple[int, int]]:
+        """Per segment, [first request, last finished prompt] of a point (controller clock, ns)."""
+        by_seg: dict[int, list[dict]] = defaultdict(list)
+        for o in self.outputs.get(point, []):
+            by_seg[o.get("segment", 0)].append(o)
+        return {s: (min(o["started_ns"] for o in os_), max(o["done_ns"] for o in os_)) for s, os_ in by_seg.items()}
+
+    def energy(self, point: str, tokens: int) -> tuple[float | None, list[str]]:
+        """Joules over the point's windows on every host that took part and could measure power."""
+        total, hosts = 0.0, set()
+        rounds = self.rounds.get(point, [])
+        outputs = self.outputs.get(point, [])
+        for segment, window in self.windows(point).items():
+            seg_prompts = {o["prompt_id"] for o in outputs if o.get("segment", 0) == segment}
+            seg_rounds = [r for r in rounds if r["prompt_id"] in seg_prompts]
+            agents = {r["agent"] for r in seg_rounds} - {"controller"}
+            for host in ["controller", *sorted(agents)]:
+                cols = self.series(segment, host)
+                summary = host_summary(cols, seg_rounds, host, host == "controller", window, tokens)
+                if summary["energy_j"] is not None:
+                    total += summary["energy_j"]
+                    hosts.add(host)
+        return (total if hosts else None), sorted(hosts)
+
+
+def summary_rows(run: RunData) -> list[dict[str, Any]]:
+    configs: dict[str, list[dict]] = {}
+    for point in run.grid:
+        configs.setdefault(point["config"], []).append(point)
+    rows = []
+    target_only: dict[tuple, dict[str, list[int]]] = {}
+    for points in configs.values():
+        p0 = points[0]
+        if p0["scheme"] == "target-only" and p0["temperature"] == 0:
+            for p in points:
+                target_only[(p["seed"],)] = {o["prompt_id"]: o["token_ids"] for o in run.outputs.get(p["id"], [])}
+    for config, points in configs.items():
+        p0 = points[0]
+        outputs = [o for p in points for o in run.outputs.get(p["id"], [])]
+        rounds = [
+            r
+            for p in points
+            for r in run.rounds.get(p["id"], [])
+            if r["prompt_id"] in {o["prompt_id"] for o in run.outputs.get(p["id"], [])}
+        ]
+        tokens = sum(o["tokens"] for o in outputs)
+        walls, rates = [], []
+        energy_total, energy_hosts = 0.0, set()
+        energy_measured = False
+        for p in points:
+            w = sum((b - a) / 1e9 for a, b in run.windows(p["id"]).values())
+            t = sum(o["tokens"] for o in run.outputs.get(p["id"], []))
+            walls.append(w)
+            if w > 0 and t:
+                rates.append(t / w)
+            e, hosts = run.energy(p["id"], t)
+            if e is not None:
+                energy_measured = True
+                energy_total += e
+                energy_hosts.update(hosts)
+        wall = sum(walls)
+        drafted = sum(r["draft_length"] for r in rounds)
+        accepted = sum(r["accepted"] for r in rounds)
+        emitted = sum(r["emitted"] for r in rounds)
+        n_rounds = len(rounds)
+        distributed = p0["scheme"] in ("top-k", "full-distribution")
+        speculative = p0["scheme"] != "target-only"
+        row: dict[str, Any] = {c: None for c in COLUMNS}
+        row.update({k: p0.get(k) for k in ("scheme", "top_k", "draft_length", "reconstruction", "sampling")})
+        row.update({k: p0.get(k) for k in ("temperature", "prob_dtype", "index_dtype", "agents")})
+        row.update(
+            {
+                "config": config,
+                "repetitions": len(points),
+                "prompts": len(outputs),
+                "prompts_expected": len(points) * len(run.prompts),
+                "tokens": tokens,
+                "rounds": n_rounds,
+                "wall_s": wall,
+                "tokens_per_s": tokens / wall if wall > 0 else None,
+                "tokens_per_s_std": statistics.stdev(rates) if len(rates) >= 2 else None,
+                "latency_per_token_ms": _mean(
+                    [(o["done_ns"] - o["started_ns"]) / 1e6 / o["tokens"] for o in outputs if o["tokens"]]
+                ),
+            }
+        )
+        if speculative and n_rounds:
+            row["mean_accepted_per_round"] = accepted / n_rounds
+            row["mean_tokens_per_round"] = emitted / n_rounds
+            row["acceptance_rate"] = accepted / drafted if drafted else None
+        if distributed and n_rounds:
+            row["bytes_up_per_draft_token"] = sum(r["bytes_up"] for r in rounds) / drafted if drafted else None
+            row["bytes_down_per_round"] = sum(r["bytes_down"] for r in rounds) / n_rounds
+        if p0["scheme"] == "top-k" and n_rounds:
+            row["mean_tail_mass"] = _mean([r.get("tail_mass") for r in rounds])
+            row["mean_tv_distance"] = _mean([r.get("tv_distance") for r in rounds])
+        if energy_measured and tokens:
+            row["energy_j_per_token"] = energy_total / tokens
+            row["energy_hosts"] = " ".join(sorted(energy_hosts))
+        if p0["temperature"] == 0 and p0["scheme"] != "target-only":
+            fractions, identical = [], []
+            for p in points:
+                ref = target_only.get((p["seed"],))
+                if ref is None:
+                    continue
+                for o in run.outputs.get(p["id"], []):
+                    want = ref.get(o["prompt_id"])
+                    if want is None:
+                        continue
+                    common = 0
+                    for a, b in zip(o["token_ids"], want, strict=False):
+                        if a != b:
+                            break
+                        common += 1
+                    fractions.append(common / max(len(want), 1))
+                    identical.append(1.0 if o["token_ids"] == want else 0.0)
+            row["greedy_agreement"] = _mean(fractions)
+            row["greedy_identical"] = _mean(identical)
+        rows.append(row)
+    # acceptance gap against the full-distribution baseline of the same γ, temperature and agents
+    full = {
+        (r["draft_length"], r["temperature"], r["agents"]): r["acceptance_rate"]
+        for r in rows
+        if r["scheme"] == "full-distribution"
+    }
+    for r in rows:
+        if r["scheme"] == "top-k" and r["acceptance_rate"] is not None:
+            ref = full.get((r["draft_length"], r["temperature"], r["agents"]))
+            if ref is not None:
+                r["acceptance_gap_vs_full"] = r["acceptance_rate"] - ref
+    return rows
+
+
+def write_summary_csv(rows: list[dict], path: Path) -> Path:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(COLUMNS))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _csv_value(row.get(k)) for k in COLUMNS})
+    tmp.replace(path)
+    return path
+
+
+def _csv_value(v: Any) -> Any:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return v
+
+
+def read_summary_csv(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+# --- plots -----------------------------------------------------------------------------------------
+
+
+def _label(row: dict, varying: list[str]) -> str:
+    return ", ".join(f"{k}={row[k]}" for k in varying) or row["scheme"]
+
+
+def _varying(rows: list[dict], exclude: set[str]) -> list[str]:
+    keys = ("reconstruction", "sampling", "prob_dtype", "index_dtype", "temperature", "draft_length", "top_k", "agents")
+    return [k for k in keys if k not in exclude and len({str(r[k]) for r in rows}) > 1]
+
+
+def _baseline_lines(ax, rows: list[dict], metric: str) -> None:
+    for scheme, style in (("full-distribution", "--"), ("colocated", "-."), ("target-only", ":")):
+        values = [r[metric] for r in rows if r["scheme"] == scheme and r[metric] is not None]
+        if values:
+            v = max(values) if metric == "tokens_per_s" else values[0]
+            ax.axhline(v, color=SCHEME_COLOURS[scheme], ls=style, lw=1.2, label=f"{scheme} ({v:.3g})")
+
+
+def make_plots(rows: list[dict], out: Path) -> list[tuple[Path, str]]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(exist_ok=True)
+    written: list[tuple[Path, str]] = []
+    topk = [r for r in rows if r["scheme"] == "top-k" and r["tokens_per_s"] is not None]
+
+    def series(rows_: list[dict], x: str) -> dict[str, list[dict]]:
+        varying = _varying(rows_, {x})
+        groups: dict[str, list[dict]] = defaultdict(list)
+        for r in rows_:
+            groups[_label(r, varying)].append(r)
+        return {k: sorted(v, key=lambda r: r[x]) for k, v in groups.items()}
+
+    if len({r["top_k"] for r in topk}) > 1:
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.4))
+        for label, rs in series(topk, "top_k").items():
+            ks = [r["top_k"] for r in rs]
+            a1.plot(ks, [r["tokens_per_s"] for r in rs], "o-", label=label)
+            a2.plot(ks, [r["bytes_up_per_draft_token"] for r in rs], "o-", label=label)
+        _baseline_lines(a1, rows, "tokens_per_s")
+        _baseline_lines(a2, rows, "bytes_up_per_draft_token")
+        for ax in (a1, a2):
+            ax.set_xscale("log", base=2)
+            ax.set_xlabel("K (top-K entries sent per draft token)")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+        a2.set_yscale("log")
+        a1.set_ylabel("tokens / s")
+        a2.set_ylabel("uplink bytes per draft token")
+        a1.set_title("throughput against K")
+        a2.set_title("payload size against K")
+        fig.tight_layout()
+        path = out / "k_sweep.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append((path, "Throughput and uplink bytes per draft token against K; baselines as lines."))
+
+        sampled = [r for r in topk if r["mean_tv_distance"] is not None]
+        if sampled:
+            fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.4))
+            for label, rs in series(sampled, "top_k").items():
+                ks = [r["top_k"] for r in rs]
+                a1.plot(ks, [r["mean_tv_distance"] for r in rs], "o-", label=f"TV, {label}")
+                a2.plot(ks, [r["acceptance_rate"] for r in rs], "o-", label=label)
+            tails = sorted({(r["top_k"], r["mean_tail_mass"]) for r in sampled if r["mean_tail_mass"] is not None})
+            if tails:
+                by_k: dict[int, list[float]] = defaultdict(list)
+                for k, t in tails:
+                    by_k[k].append(t)
+                ks = sorted(by_k)
+                a1.plot(ks, [sum(by_k[k]) / len(by_k[k]) for k in ks], "k--", lw=1, label="tail mass outside top K")
+            _baseline_lines(a2, rows, "acceptance_rate")
+            for ax in (a1, a2):
+                ax.set_xscale("log", base=2)
+                ax.set_xlabel("K")
+                ax.grid(alpha=0.3)
+                ax.legend(fontsize=7)
+            a1.set_ylabel("mean per draft token")
+            a1.set_title("reconstruction error (TV) and tail mass")
+            a2.set_ylabel("acceptance rate")
+            a2.set_title("acceptance against K")
+            fig.tight_layout()
+            path = out / "fidelity.png"
+            fig.savefig(path, dpi=110)
+            plt.close(fig)
+            written.append((path, "Fidelity against K: TV distance of the reconstruction, tail mass, acceptance."))
+
+    spec = [r for r in rows if r["scheme"] != "target-only" and r["tokens_per_s"] is not None]
+    if len({r["draft_length"] for r in spec}) > 1:
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.4))
+        for label, rs in series(spec, "draft_length").items():
+            gs = [r["draft_length"] for r in rs]
+            a1.plot(gs, [r["acceptance_rate"] for r in rs], "o-", label=label)
+            a2.plot(gs, [r["tokens_per_s"] for r in rs], "o-", label=label)
+        _baseline_lines(a2, [r for r in rows if r["scheme"] == "target-only"], "tokens_per_s")
+        for ax in (a1, a2):
+            ax.set_xlabel("γ (draft length)")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+        a1.set_ylabel("acceptance rate")
+        a2.set_ylabel("tokens / s")
+        a1.set_title("acceptance against γ")
+        a2.set_title("throughput against γ")
+        fig.tight_layout()
+        path = out / "gamma_sweep.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append((path, "Acceptance and throughput against the draft length γ."))
+
+    shown = []
+    for scheme in ("target-only", "colocated", "full-distribution", "top-k"):
+        candidates = [r for r in rows if r["scheme"] == scheme and r["tokens_per_s"] is not None]
+        if candidates:
+            best = max(candidates, key=lambda r: r["tokens_per_s"])
+            shown.append(best)
+    if shown:
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.4))
+        names = [
+            r["scheme"] + (f"\nK={r['top_k']}, {r['reconstruction']}" if r["scheme"] == "top-k" else "") for r in shown
+        ]
+        colours = [SCHEME_COLOURS[r["scheme"]] for r in shown]
+        a1.bar(
+            names, [r["tokens_per_s"] for r in shown], color=colours, yerr=[r["tokens_per_s_std"] or 0 for r in shown]
+        )
+        for i, r in enumerate(shown):
+            a1.text(i, r["tokens_per_s"], f"{r['tokens_per_s']:.2f}", ha="center", va="bottom", fontsize=8)
+        a1.set_ylabel("tokens / s")
+        a1.set_title("schemes side by side (fastest setting of each)")
+        ups = [r["bytes_up_per_draft_token"] for r in shown]
+        wired = [u for u in ups if u]
+        floor = min(wired) / 3 if wired else 1.0
+        a2.bar(
+            names,
+            [u if u else floor for u in ups],
+            color=[c if u else "white" for c, u in zip(colours, ups, strict=True)],
+            edgecolor=colours,
+        )
+        a2.set_yscale("log")
+        a2.set_ylim(floor, (max(wired) if wired else 10.0) * 3)
+        for i, u in enumerate(ups):
+            a2.text(
+                i,
+                u if u else floor,
+                f"{u:.0f} B" if u else "in-process\n(no wire)",
+                ha="center",
+                va="bottom",
+                fontsize=8,
+            )
+        a2.set_ylabel("uplink bytes per draft token (log)")
+        a2.set_title("bytes on the wire")
+        for ax in (a1, a2):
+            ax.tick_params(axis="x", labelsize=7)
+        fig.tight_layout()
+        path = out / "baselines.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append((path, "The fastest setting of each scheme, measured in this run."))
+    return written
+
+
+# --- report.md -----------------------------------------------------------------------------------
+
+
+def _fmt(v: Any, spec: str = ".3g") -> str:
+    if v is None or v == "":
+        return "n/a"
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "n/a"
+        return format(v, spec)
+    return str(v)
+
+
+def make_report(run: RunData, rows: list[dict]) -> Path:
+    plots = make_plots(rows, run.dir / "report")
+    m = run.manifest
+    prof = m["profile"]
+    segs = m["segments"]
+    lines = [f"# {m['experiment']}", ""]
+    if prof.get("description"):
+        lines += [prof["description"].strip(), ""]
+    expected = len(run.grid) * len(run.prompts)
+    got = sum(len(v) for v in run.outputs.values())
+    pair = prof["models"]
+    lines += [
+        f"- model pair: **{pair['name']}**; {len(run.prompts)} prompts from `{Path(prof['prompts_source']).name}`; "
+        f"seeds {prof['seeds']}",
+        f"- grid: {len(run.grid)} points ({len(rows)} configurations x {len(prof['seeds'])} seeds); "
+        f"prompts finished {got} of {expected}",
+        f"- segments: {len(segs)} (a start and {len(segs) - 1} resumes); rounds discarded at resume "
+        f"(prompts in flight when stopped, redone): {sum(s.get('discarded_rounds', 0) for s in segs)}",
+    ]
+    errors: dict[str, int] = defaultdict(int)
+    for s in segs:
+        for k, v in (s.get("errors") or {}).items():
+            errors[k] += v
+    lines.append(f"- protocol errors: {dict(errors) or 'none'}")
+    if segs and segs[-1].get("controller"):
+        c = segs[-1]["controller"]
+        lines.append(
+            f"- controller host: {c.get('machine')}, {c.get('cpu_count')} CPUs, torch {c.get('torch')}, "
+            f"accelerator {c.get('accelerator') or 'none'}"
+        )
+    lines.append("")
+
+    measured = [r for r in rows if r["tokens_per_s"] is not None]
+    if measured:
+        fastest = max(measured, key=lambda r: r["tokens_per_s"])
+        lines += ["## Answers", ""]
+        lines.append(f"- **fastest**: `{fastest['config']}` at {_fmt(fastest['tokens_per_s'])} tokens/s")
+        wire = [r for r in measured if r["bytes_up_per_draft_token"] is not None]
+        if wire:
+            cheapest = min(wire, key=lambda r: r["bytes_up_per_draft_token"])
+            lines.append(
+                f"- **fewest bytes**: `{cheapest['config']}` at {_fmt(cheapest['bytes_up_per_draft_token'])} "
+                "uplink bytes per draft token"
+            )
+        energy = [r for r in measured if r["energy_j_per_token"] is not None]
+        if energy:
+            e = min(energy, key=lambda r: r["energy_j_per_token"])
+            lines.append(
+                f"- **least energy**: `{e['config']}` at {_fmt(e['energy_j_per_token'])} J/token "
+                f"(hosts: {e['energy_hosts']})"
+            )
+        else:
+            lines.append("- **energy**: not measured (no host had a readable power source; see manifest.json)")
+        tv = [r for r in measured if r["mean_tv_distance"] is not None]
+        if tv:
+            f = min(tv, key=lambda r: r["mean_tv_distance"])
+            lines.append(f"- **most faithful reconstruction**: `{f['config']}`, mean TV {_fmt(f['mean_tv_distance'])}")
+        greedy = [r for r in measured if r["greedy_agreement"] is not None]
+        if greedy:
+            worst = min(greedy, key=lambda r: r["greedy_agreement"])
+            lines.append(
+                f"- **greedy agreement with target-only**: lowest {_fmt(worst['greedy_agreement'])} "
+                f"(`{worst['config']}`)"
+            )
+        lines.append("")
+
+    lines += ["## Summary", ""]
+    cols = [
+        ("scheme", "scheme"),
+        ("top_k", "K"),
+        ("draft_length", "γ"),
+        ("reconstruction", "reconstruction"),
+        ("sampling", "sampling"),
+        ("temperature", "T"),
+        ("agents", "agents"),
+        ("tokens_per_s", "tok/s"),
+        ("mean_tokens_per_round", "tok/round"),
+        ("acceptance_rate", "α"),
+        ("bytes_up_per_draft_token", "B/draft tok"),
+        ("latency_per_token_ms", "ms/tok"),
+        ("energy_j_per_token", "J/tok"),
+        ("mean_tail_mass", "tail"),
+        ("mean_tv_distance", "TV"),
+        ("acceptance_gap_vs_full", "Δα vs full"),
+        ("greedy_agreement", "greedy agr."),
+    ]
+    lines.append("| " + " | ".join(h for _, h in cols) + " |")
+    lines.append("|" + "---|" * len(cols))
+    for r in rows:
+        cells = []
+        for key, _ in cols:
+            v = r[key]
+            if r["scheme"] != "top-k" and key in ("top_k", "reconstruction", "prob_dtype"):
+                v = "-"
+            if r["scheme"] == "target-only" and key in ("draft_length", "sampling", "agents"):
+                v = "-"
+            cells.append(_fmt(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Every column is defined in `summary.csv`'s documentation (`controller/analysis.py`); n/a means",
+        "not measured or not applicable (e.g. bytes for the in-process schemes, TV for greedy runs).",
+        "",
+    ]
+    if plots:
+        lines += ["## Plots", ""]
+        for path, caption in plots:
+            lines += [f"![{caption}](report/{path.name})", "", caption, ""]
+    lines += [
+        "## Notes",
+        "",
+        "- top-k and full-distribution are distributed: agents draft in their own processes and talk to the",
+        "  controller over ZeroMQ; colocated and target-only run in the controller process.",
+        "- Energy counts the controller and the agents that drafted for a point, over the point's windows;",
+        "  idle agents are not counted.",
+        "- Rounds of prompts in flight when a run stopped are dropped at resume and the prompts redone with",
+        "  the same seeds; no round appears twice in rounds.jsonl.",
+        "",
+    ]
+    path = run.dir / "report.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def write_summary_and_report(run_dir: Path) -> list[Path]:
+    """Rewrite summary.csv, report.md and report/*.png from the run's files."""
+    run = RunData(run_dir)
+    rows = summary_rows(run)
+    csv_path = write_summary_csv(rows, run.dir / "summary.csv")
+    report = make_report(run, rows)
+    return [csv_path, report, *sorted((run.dir / "report").glob("*.png"))]
+
+
+# --- compare ---------------------------------------------------------------------------------------
+
+COMPARED = (
+    "tokens_per_s",
+    "acceptance_rate",
+    "mean_tokens_per_round",
+    "bytes_up_per_draft_token",
+    "latency_per_token_ms",
+    "energy_j_per_token",
+    "mean_tv_distance",
+)
+
+
+def compare_runs(a: Path, b: Path) -> list[dict]:
+    """Rows of two runs joined on configuration; ``ratio`` is B/A of tokens/s."""
+    rows_a = {r["config"]: r for r in summary_rows(RunData(a))}
+    rows_b = {r["config"]: r for r in summary_rows(RunData(b))}
+    out = []
+    for config in [*rows_a, *[c for c in rows_b if c not in rows_a]]:
+        ra, rb = rows_a.get(config), rows_b.get(config)
+        row = {"config": config}
+        for key in COMPARED:
+            row[f"{key}_a"] = ra[key] if ra else None
+            row[f"{key}_b"] = rb[key] if rb else None
+        ta, tb = row["tokens_per_s_a"], row["tokens_per_s_b"]
+        row["tokens_per_s_ratio"] = tb / ta if ta and tb else None
+        out.append(row)
+    return out
