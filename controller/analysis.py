@@ -11,6 +11,9 @@ repetitions are pooled and ``tokens_per_s_std`` is their spread):
 ``mean_accepted_per_round``  accepted drafts per verification round
 ``mean_tokens_per_round``  tokens emitted per round (accepted + recovered/bonus)
 ``acceptance_rate``       accepted drafts / drafted tokens
+``acceptance_rate_se``    its binomial standard error, sqrt(α(1 − α)/drafted): the
+                          drafts of a round are not independent, so read it as a
+                          lower bound on the noise
 ``bytes_up_per_draft_token``  uplink ZMTP frame bytes per drafted token (empty
                           for the in-process schemes: nothing crosses a wire)
 ``latency_per_token_ms``  per prompt, (last token - first request) / tokens, averaged
@@ -62,6 +65,7 @@ COLUMNS = (
     "mean_accepted_per_round",
     "mean_tokens_per_round",
     "acceptance_rate",
+    "acceptance_rate_se",
     "bytes_up_per_draft_token",
     "bytes_down_per_round",
     "latency_per_token_ms",
@@ -226,6 +230,9 @@ def summary_rows(run: RunData) -> list[dict[str, Any]]:
             row["mean_accepted_per_round"] = accepted / n_rounds
             row["mean_tokens_per_round"] = emitted / n_rounds
             row["acceptance_rate"] = accepted / drafted if drafted else None
+            if drafted:
+                a = row["acceptance_rate"]
+                row["acceptance_rate_se"] = math.sqrt(a * (1 - a) / drafted)
         if distributed and n_rounds:
             row["bytes_up_per_draft_token"] = sum(r["bytes_up"] for r in rounds) / drafted if drafted else None
             row["bytes_down_per_round"] = sum(r["bytes_down"] for r in rounds) / n_rounds
@@ -360,7 +367,14 @@ def make_plots(rows: list[dict], out: Path) -> list[tuple[Path, str]]:
             for label, rs in series(sampled, "top_k").items():
                 ks = [r["top_k"] for r in rs]
                 a1.plot(ks, [r["mean_tv_distance"] for r in rs], "o-", label=f"TV, {label}")
-                a2.plot(ks, [r["acceptance_rate"] for r in rs], "o-", label=label)
+                a2.errorbar(
+                    ks,
+                    [r["acceptance_rate"] for r in rs],
+                    yerr=[r["acceptance_rate_se"] or 0 for r in rs],
+                    fmt="o-",
+                    capsize=3,
+                    label=label,
+                )
             tails = sorted({(r["top_k"], r["mean_tail_mass"]) for r in sampled if r["mean_tail_mass"] is not None})
             if tails:
                 by_k: dict[int, list[float]] = defaultdict(list)
@@ -470,6 +484,13 @@ def _fmt(v: Any, spec: str = ".3g") -> str:
     return str(v)
 
 
+def short_label(row: dict, rows: list[dict]) -> str:
+    """The scheme and only the settings that vary among that scheme's rows."""
+    same = [r for r in rows if r["scheme"] == row["scheme"]]
+    varying = _varying(same, set())
+    return row["scheme"] + (" " + ", ".join(f"{k}={row[k]}" for k in varying) if varying else "")
+
+
 def make_report(run: RunData, rows: list[dict]) -> Path:
     plots = make_plots(rows, run.dir / "report")
     m = run.manifest
@@ -506,19 +527,19 @@ def make_report(run: RunData, rows: list[dict]) -> Path:
     if measured:
         fastest = max(measured, key=lambda r: r["tokens_per_s"])
         lines += ["## Answers", ""]
-        lines.append(f"- **fastest**: `{fastest['config']}` at {_fmt(fastest['tokens_per_s'])} tokens/s")
+        lines.append(f"- **fastest**: `{short_label(fastest, rows)}` at {_fmt(fastest['tokens_per_s'])} tokens/s")
         wire = [r for r in measured if r["bytes_up_per_draft_token"] is not None]
         if wire:
             cheapest = min(wire, key=lambda r: r["bytes_up_per_draft_token"])
             lines.append(
-                f"- **fewest bytes**: `{cheapest['config']}` at {_fmt(cheapest['bytes_up_per_draft_token'])} "
+                f"- **fewest bytes**: `{short_label(cheapest, rows)}` at {_fmt(cheapest['bytes_up_per_draft_token'])} "
                 "uplink bytes per draft token"
             )
         energy = [r for r in measured if r["energy_j_per_token"] is not None]
         if energy:
             e = min(energy, key=lambda r: r["energy_j_per_token"])
             lines.append(
-                f"- **least energy**: `{e['config']}` at {_fmt(e['energy_j_per_token'])} J/token "
+                f"- **least energy**: `{short_label(e, rows)}` at {_fmt(e['energy_j_per_token'])} J/token "
                 f"(hosts: {e['energy_hosts']})"
             )
         else:
@@ -526,13 +547,15 @@ def make_report(run: RunData, rows: list[dict]) -> Path:
         tv = [r for r in measured if r["mean_tv_distance"] is not None]
         if tv:
             f = min(tv, key=lambda r: r["mean_tv_distance"])
-            lines.append(f"- **most faithful reconstruction**: `{f['config']}`, mean TV {_fmt(f['mean_tv_distance'])}")
+            lines.append(
+                f"- **most faithful reconstruction**: `{short_label(f, rows)}`, mean TV {_fmt(f['mean_tv_distance'])}"
+            )
         greedy = [r for r in measured if r["greedy_agreement"] is not None]
         if greedy:
             worst = min(greedy, key=lambda r: r["greedy_agreement"])
             lines.append(
                 f"- **greedy agreement with target-only**: lowest {_fmt(worst['greedy_agreement'])} "
-                f"(`{worst['config']}`)"
+                f"(`{short_label(worst, rows)}`)"
             )
         lines.append("")
 

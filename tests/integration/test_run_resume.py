@@ -130,3 +130,49 @@ def test_a_used_folder_is_not_overwritten(tmp_path, profile):
         run_experiment(profile, out)
     assert (out / "keep.txt").read_text() == "mine"
     assert os.listdir(out) == ["keep.txt"]
+
+
+def test_run_with_remote_agents_and_an_agent_sweep(tmp_path, tiny_pair):
+    """`specbed run --bind`: agents started elsewhere; the sweep over agents uses 1, then 2 of them."""
+    import socket
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    data = dict(PROFILE, sweep={"agents": [1, 2]}, baselines=["full-distribution"], seeds=[0])
+    data["generation"] = dict(PROFILE["generation"], max_new_tokens=6)
+    path = tmp_path / "remote.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    port, tele = free_port(), free_port()
+    agents = [
+        subprocess.Popen(
+            [sys.executable, "-m", "agent", "--connect", f"tcp://127.0.0.1:{port}", "--name", f"edge-{i}"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for i in range(2)
+    ]
+    try:
+        run_experiment(
+            str(path), tmp_path / "run", bind=f"tcp://127.0.0.1:{port}", telemetry_port=tele, target=tiny_pair[0]
+        )
+        # the agents left when the run said bye
+        assert [a.wait(timeout=30) for a in agents] == [0, 0]
+    finally:
+        for a in agents:
+            if a.poll() is None:
+                a.kill()
+    outputs = read_jsonl(tmp_path / "run" / "outputs.jsonl")
+    by_point: dict[str, set] = {}
+    for o in outputs:
+        by_point.setdefault(o["point"], set()).add(o["agent"])
+    one = next(p for p in by_point if p.startswith("top-k") and "agents=1" in p)
+    two = next(p for p in by_point if p.startswith("top-k") and "agents=2" in p)
+    assert len(by_point[one]) == 1, "a one-agent point used one agent"
+    assert by_point[two] <= {"edge-0", "edge-1"}
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["segments"][0]["kind"] == "remote"
+    assert set(manifest["segments"][0]["agents"]) == {"edge-0", "edge-1"}
+    assert manifest["segments"][0]["telemetry"]["rows"].get("edge-0", 0) > 0

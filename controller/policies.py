@@ -1,0 +1,245 @@
+"""Draft-length and bandwidth policies: the models of ALGORITHMS.md sections 4 and 5.
+
+Words and units, fixed once:
+
+``alpha``      per-token acceptance probability (i.i.d. model), in [0, 1)
+``t_draft``    drafting time per token on the device, seconds
+``bits``       uplink bits per draft token (payload framing included)
+``header``     uplink bits per round independent of γ
+``rate``       uplink rate, bit/s; under FDMA rate_u = B_u · η_u
+``eta``        spectral efficiency of a device's channel, bit/s/Hz (log2(1 + SNR))
+``t_verify``   server time to verify one round (a function of γ and batch size)
+``t_down``     downlink time of a verdict, seconds
+
+Expected tokens per round E(γ) = (1 − α^{γ+1}) / (1 − α) (accepted drafts plus
+the recovered or bonus token).  Goodput is expected tokens per second.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+
+def expected_tokens(alpha: float, gamma: int) -> float:
+    """E(γ) = (1 − α^{γ+1}) / (1 − α); γ + 1 when α = 1."""
+    if gamma < 0:
+        raise ValueError(f"γ must be >= 0, got {gamma}")
+    if alpha >= 1.0:
+        return float(gamma + 1)
+    return (1.0 - alpha ** (gamma + 1)) / (1.0 - alpha)
+
+
+# --- one device on one link (TK-SLT) --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LinkModel:
+    """Round time T(γ) = γ·t_draft + (header + γ·bits)/rate + t_verify(γ) + t_down."""
+
+    alpha: float
+    t_draft: float
+    rate: float  # bit/s
+    bits: float  # per draft token
+    header: float = 0.0  # bits per round
+    t_verify: float = 0.0  # seconds per round (constant part)
+    t_verify_per_token: float = 0.0  # seconds per verified position
+    t_down: float = 0.0
+
+    def round_time(self, gamma: int) -> float:
+        up = (self.header + gamma * self.bits) / self.rate if self.rate > 0 else math.inf
+        return gamma * self.t_draft + up + self.t_verify + self.t_verify_per_token * (gamma + 1) + self.t_down
+
+    def goodput(self, gamma: int) -> float:
+        return expected_tokens(self.alpha, gamma) / self.round_time(gamma)
+
+
+def optimal_gamma(model: LinkModel, gamma_max: int = 16) -> tuple[int, float]:
+    """TK-SLT: the γ in 1..γ_max that maximises G(γ) = E(γ)/T(γ) (exact integer search)."""
+    best = max(range(1, gamma_max + 1), key=model.goodput)
+    return best, model.goodput(best)
+
+
+# --- many devices sharing one band (Multi-SPIN) ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Device:
+    """One device's estimates for the allocator."""
+
+    alpha: float
+    t_draft: float  # s per token
+    eta: float  # bit/s/Hz
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """Bandwidth per device (Hz), draft length per device, and the model's predicted goodput (tokens/s)."""
+
+    bandwidth: tuple[float, ...]
+    gamma: tuple[int, ...]
+    goodput: float
+    per_device: tuple[float, ...] = field(default=())
+    round_time: float | None = None  # homogeneous: the common round time
+
+    def rates(self, etas: Sequence[float]) -> list[float]:
+        """The uplink rate of each device, bit/s: B_u · η_u."""
+        return [b * e for b, e in zip(self.bandwidth, etas, strict=True)]
+
+
+VerifyTime = Callable[[int, int], float]  # (batch size, γ) -> seconds
+
+
+def _const_verify(t: float) -> VerifyTime:
+    return lambda batch, gamma: t
+
+
+def homogeneous_goodput(
+    devices: Sequence[Device], bandwidth: Sequence[float], gamma: int, bits: float, t_verify: VerifyTime
+) -> tuple[float, float]:
+    """(goodput, round time) when every device drafts γ and the server waits for all, then verifies one batch."""
+    finish = max(
+        gamma * d.t_draft + (gamma * bits / (b * d.eta) if b > 0 else math.inf)
+        for d, b in zip(devices, bandwidth, strict=True)
+    )
+    t = finish + t_verify(len(devices), gamma)
+    return sum(expected_tokens(d.alpha, gamma) for d in devices) / t, t
+
+
+def equalise(devices: Sequence[Device], band: float, gamma: int, bits: float) -> tuple[list[float], float]:
+    """The split of ``band`` that gives every device the same finishing time τ (bisection on τ).
+
+    γ·t_u + γ·L/(B_u·η_u) = τ  ⇒  B_u = γ·L / (η_u (τ − γ·t_u)), with Σ B_u = B.
+    """
+    lo = max(gamma * d.t_draft for d in devices)
+
+    def need(tau: float) -> float:
+        return sum(gamma * bits / (d.eta * (tau - gamma * d.t_draft)) for d in devices)
+
+    hi = lo + 1.0
+    while need(hi) > band:
+        hi = lo + 2 * (hi - lo)
+    lo_ = lo
+    for _ in range(200):
+        mid = (lo_ + hi) / 2
+        if mid <= lo or need(mid) > band:
+            lo_ = mid
+        else:
+            hi = mid
+    tau = hi
+    split = [gamma * bits / (d.eta * (tau - gamma * d.t_draft)) for d in devices]
+    scale = band / sum(split)  # absorb the bisection's last bit of slack
+    return [b * scale for b in split], tau
+
+
+def multispin_homogeneous(
+    devices: Sequence[Device], band: float, bits: float, t_verify: VerifyTime | float, gamma_max: int = 16
+) -> Allocation:
+    """One γ for all, the finishing-time-equalising split for each γ, the best γ."""
+    tv = t_verify if callable(t_verify) else _const_verify(float(t_verify))
+    best: Allocation | None = None
+    for gamma in range(1, gamma_max + 1):
+        split, _ = equalise(devices, band, gamma, bits)
+        g, t = homogeneous_goodput(devices, split, gamma, bits, tv)
+        if best is None or g > best.goodput:
+            per = tuple(expected_tokens(d.alpha, gamma) / t for d in devices)
+            best = Allocation(tuple(split), (gamma,) * len(devices), g, per, t)
+    assert best is not None
+    return best
+
+
+def heterogeneous_device_goodput(
+    d: Device, b: float, gamma: int, bits: float, t_verify: float, t_down: float = 0.0
+) -> float:
+    """A device on its own cycle: E(γ) / (γ·t + γ·L/(B·η) + t_verify + t_down)."""
+    if b <= 0:
+        return 0.0
+    return expected_tokens(d.alpha, gamma) / (gamma * d.t_draft + gamma * bits / (b * d.eta) + t_verify + t_down)
+
+
+def best_gamma_for(d: Device, b: float, bits: float, t_verify: float, gamma_max: int) -> tuple[int, float]:
+    best = max(range(1, gamma_max + 1), key=lambda g: heterogeneous_device_goodput(d, b, g, bits, t_verify))
+    return best, heterogeneous_device_goodput(d, b, best, bits, t_verify)
+
+
+def multispin_heterogeneous(
+    devices: Sequence[Device],
+    band: float,
+    bits: float,
+    t_verify: float,
+    gamma_max: int = 16,
+    quanta: int = 400,
+) -> Allocation:
+    """Per-device γ_u and split B_u maximising Σ_u E_u(γ_u)/T_u(γ_u, B_u).
+
+    The band is cut into ``quanta`` equal parts (every device gets at least
+    one); an exact dynamic programme over the parts finds the best split on
+    that grid, with each device's best γ for every share.  Exact on the grid,
+    whatever the shape of the per-device goodput curves.
+    """
+    n = len(devices)
+    if quanta < n:
+        raise ValueError(f"quanta ({quanta}) must be at least the number of devices ({n})")
+    unit = band / quanta
+    # value[u][k]: device u's best goodput with k quanta
+    value = [
+        [0.0] + [best_gamma_for(d, k * unit, bits, t_verify, gamma_max)[1] for k in range(1, quanta + 1)]
+        for d in devices
+    ]
+    neg = -math.inf
+    best = [[neg] * (quanta + 1) for _ in range(n + 1)]
+    choice = [[0] * (quanta + 1) for _ in range(n + 1)]
+    best[0][0] = 0.0
+    for u in range(1, n + 1):
+        for total in range(u, quanta - (n - u) + 1):
+            for k in range(1, total - (u - 1) + 1):
+                prev = best[u - 1][total - k]
+                if prev == neg:
+                    continue
+                v = prev + value[u - 1][k]
+                if v > best[u][total]:
+                    best[u][total], choice[u][total] = v, k
+    shares, total = [], quanta
+    for u in range(n, 0, -1):
+        k = choice[u][total]
+        shares.append(k)
+        total -= k
+    shares.reverse()
+    split = [k * unit for k in shares]
+    gammas, per = [], []
+    for d, b in zip(devices, split, strict=True):
+        g, v = best_gamma_for(d, b, bits, t_verify, gamma_max)
+        gammas.append(g)
+        per.append(v)
+    return Allocation(tuple(split), tuple(gammas), sum(per), tuple(per))
+
+
+def equal_split(
+    devices: Sequence[Device], band: float, bits: float, gamma: int, t_verify: VerifyTime | float
+) -> Allocation:
+    """The heterogeneity-agnostic baseline: B/U each and one fixed γ; devices wait for each other."""
+    tv = t_verify if callable(t_verify) else _const_verify(float(t_verify))
+    split = [band / len(devices)] * len(devices)
+    g, t = homogeneous_goodput(devices, split, gamma, bits, tv)
+    per = tuple(expected_tokens(d.alpha, gamma) / t for d in devices)
+    return Allocation(tuple(split), (gamma,) * len(devices), g, per, t)
+
+
+# --- online estimates ---------------------------------------------------------------------------
+
+
+class Ema:
+    """Exponential moving average; ``value`` is None until the first sample."""
+
+    def __init__(self, weight: float = 0.2, initial: float | None = None) -> None:
+        if not 0 < weight <= 1:
+            raise ValueError(f"weight must be in (0, 1], got {weight}")
+        self.weight = weight
+        self.value = initial
+        self.samples = 0
+
+    def add(self, x: float) -> float:
+        self.samples += 1
+        self.value = x if self.value is None else (1 - self.weight) * self.value + self.weight * x
+        return self.value
