@@ -22,7 +22,10 @@ Message types (direction, fields in order):
     ("none": the dense full distribution, ``top_k`` equal to the vocabulary
     and no indices sent); optional ``reconstruction`` "renormalise" |
     "tail-fill" (what the server rebuilds q from; the agent measures the
-    fidelity of that reconstruction) and ``telemetry`` map: ``port`` int
+    fidelity of that reconstruction), ``link`` map (``up`` and ``down``
+    link descriptions emulated in the agent's transport, see ``agent.link``,
+    and ``seed``), ``draft_delay_s`` float (emulated extra drafting time per
+    token, for devices slower than the host) and ``telemetry`` map: ``port`` int
     (the controller's SUB socket on the controller's host), ``rate_hz``
     float, ``host_sampler`` str.  A controller may send ``CONFIGURE`` again
     between requests (a new grid point of an experiment); the agent keeps a
@@ -45,7 +48,11 @@ Message types (direction, fields in order):
     request's first round), ``tv`` bytes [γ] float32 or empty: the
     total-variation distance between the distribution the token was drawn
     from and the server's reconstruction of it from this payload, computed
-    by the drafter (empty when not measured, e.g. greedy drafting).
+    by the drafter (empty when not measured, e.g. greedy drafting),
+    ``link`` map: the channel state the payload saw on an emulated link,
+    ``rate_bps`` and ``snr_db`` (float or nil) when it was sent, ``up_s`` the
+    emulated uplink seconds it was held back, ``down_s`` those of the
+    previous verdict (empty map without emulation).
 ``VERDICT`` (6, controller -> agent), one per round
     ``request_id``, ``round``, ``n_accepted`` int, ``next_token`` int (the
     recovered or bonus token), ``done`` bool, ``draft_length`` int (γ of the
@@ -174,6 +181,18 @@ def _times(value: Any, name: str, n: int) -> list[int]:
     return [_int(v, f"{name}[{i}]") for i, v in enumerate(value)]
 
 
+LINK_STATE_KEYS = ("rate_bps", "snr_db", "up_s", "down_s")
+
+
+def _link(value: Any) -> dict:
+    link = _map(value, "link")
+    for key, v in link.items():
+        _check(key in LINK_STATE_KEYS, "malformed", f"link.{key} is not one of {LINK_STATE_KEYS}")
+        ok = v is None or isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and v >= -1e3
+        _check(ok, "malformed", f"link.{key} must be a finite number or nil")
+    return link
+
+
 @dataclass
 class Message:
     """Base of all message types; subclasses list their fields in wire order."""
@@ -269,6 +288,7 @@ class DraftPayload(Message):
     topk_probs: np.ndarray  # [γ, K] prob dtype
     times: list[int]  # agent ns: draft start, draft end, sent, previous verdict received, its rollback done
     tv: np.ndarray | None = None  # [γ] float32, TV(q, server's q̃) as the drafter measured it
+    link: dict = field(default_factory=dict)  # channel state on an emulated link
 
     @property
     def dense(self) -> bool:
@@ -292,6 +312,7 @@ class DraftPayload(Message):
             np.ascontiguousarray(self.topk_probs, dtype=prob).tobytes(),
             list(self.times),
             tv,
+            dict(self.link),
         ]
 
     @classmethod
@@ -364,6 +385,7 @@ class DraftPayload(Message):
             topk_probs,
             _times(fields[10], "times", PAYLOAD_TIMES),
             tv,
+            _link(fields[12]),
         )
 
 

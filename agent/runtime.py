@@ -36,6 +36,7 @@ from agent.protocol import (
     Verdict,
     decode,
     encode,
+    zmtp_frame_bytes,
 )
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,9 @@ class Agent:
         self.last_rollback_ns = 0
         self.errors_received = 0
         self.telemetry = None  # TelemetryPublisher once configured with an endpoint
+        self.uplink = self.downlink = None  # agent.link.Link when the controller asks for emulation
+        self.draft_delay_s = 0.0
+        self.last_down_s = 0.0
 
     def now_ns(self) -> int:
         """This agent's clock: monotonic ns plus the configured shift."""
@@ -157,6 +161,7 @@ class Agent:
                 return 3
             frame = self.sock.recv()
             recv_ns = self.now_ns()
+            self.last_verdict_bytes = zmtp_frame_bytes(len(frame))
             try:
                 msg = decode(frame, vocab_size=self.vocab_size)
             except ProtocolError as exc:
@@ -214,6 +219,7 @@ class Agent:
             raise ProtocolError("malformed", f"settings: {exc}") from None
         self.drafter = Drafter(loaded.model, draft_settings, self.device)
         self.vocab_size = loaded.vocab_size
+        self._configure_link(settings.get("link"), settings.get("draft_delay_s", 0.0))
         info = {"drafter": loaded.name, "vocab_size": loaded.vocab_size, "load_s": time.monotonic() - t0}
         tele = settings.get("telemetry")
         if tele and self.telemetry is None:
@@ -229,10 +235,34 @@ class Agent:
             info["telemetry"] = self.telemetry.describe()
         self.send(Ready(info))
 
+    def _configure_link(self, link: dict | None, draft_delay_s: float) -> None:
+        from agent.link import Link, LinkError
+
+        if not isinstance(draft_delay_s, (int, float)) or draft_delay_s < 0:
+            raise ProtocolError("malformed", f"settings.draft_delay_s must be a number >= 0, got {draft_delay_s!r}")
+        self.draft_delay_s = float(draft_delay_s)
+        self.uplink = self.downlink = None
+        if not link:
+            return
+        if not isinstance(link, dict):
+            raise ProtocolError("malformed", "settings.link must be a map")
+        seed = int(link.get("seed", 0))
+        now = time.monotonic()
+        try:
+            self.uplink = Link(link.get("up"), seed=seed, start_s=now)
+            self.downlink = Link(link.get("down"), seed=seed + 1, start_s=now)
+        except LinkError as exc:
+            raise ProtocolError("malformed", f"settings.link: {exc}") from None
+
     def on_verdict(self, msg: Verdict, recv_ns: int) -> None:
         req = self.request
         if req is None or msg.request_id != req.request_id or msg.round != self.round:
             raise ProtocolError("unexpected", f"verdict for request {msg.request_id} round {msg.round}")
+        if self.downlink is not None and self.downlink.active:
+            held = self.downlink.transfer(self.last_verdict_bytes, time.monotonic()).seconds
+            time.sleep(held)
+            self.last_down_s = held
+            recv_ns = self.now_ns()  # the verdict "arrives" after the emulated downlink
         drafts = self.last_draft.token_ids[: msg.n_accepted].tolist()
         self.drafter.accept(drafts, msg.next_token)
         self.last_verdict_ns = recv_ns
@@ -248,6 +278,8 @@ class Agent:
         s = self.drafter.settings
         t_start = self.now_ns()
         draft: Draft = self.drafter.draft(self.draft_length)
+        if self.draft_delay_s:
+            time.sleep(self.draft_delay_s * self.draft_length)  # an emulated slower device
         t_end = self.now_ns()
         self.last_draft = draft
         payload = DraftPayload(
@@ -265,6 +297,14 @@ class Agent:
             tv=draft.tv,
         )
         payload.times[2] = self.now_ns()
+        if self.uplink is not None and self.uplink.active:
+            rate, snr = self.uplink.state(time.monotonic())
+            payload.link = {"rate_bps": rate, "snr_db": snr, "up_s": 0.0, "down_s": float(self.last_down_s)}
+            # floats pack to a fixed 9 bytes, so the frame's size does not change with up_s
+            size = zmtp_frame_bytes(len(encode(payload)))
+            held = self.uplink.transfer(size, time.monotonic())
+            payload.link["up_s"] = float(held.seconds)
+            time.sleep(held.seconds)
         self.send(payload)
 
     def close(self) -> None:

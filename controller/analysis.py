@@ -29,6 +29,11 @@ repetitions are pooled and ``tokens_per_s_std`` is their spread):
 ``greedy_agreement``      temperature 0: mean over prompts of the common prefix
                           with the target-only output / its length
 ``greedy_identical``      temperature 0: share of prompts identical to target-only
+``mean_draft_length``     drafted tokens per round (γ chosen by the draft policy)
+``predicted_tokens_per_s``  the draft policy's model: the mean over rounds of
+                          its predicted per-device goodput at the γ it chose,
+                          times the number of agents that drafted
+``mean_uplink_rate_bps``  the emulated uplink's rate as the rounds saw it
 """
 
 from __future__ import annotations
@@ -53,6 +58,8 @@ COLUMNS = (
     "temperature",
     "prob_dtype",
     "index_dtype",
+    "draft_policy",
+    "uplink_rate_bps",
     "agents",
     "repetitions",
     "prompts",
@@ -62,6 +69,7 @@ COLUMNS = (
     "wall_s",
     "tokens_per_s",
     "tokens_per_s_std",
+    "mean_draft_length",
     "mean_accepted_per_round",
     "mean_tokens_per_round",
     "acceptance_rate",
@@ -76,6 +84,8 @@ COLUMNS = (
     "acceptance_gap_vs_full",
     "greedy_agreement",
     "greedy_identical",
+    "predicted_tokens_per_s",
+    "mean_uplink_rate_bps",
 )
 
 SCHEME_COLOURS = {
@@ -209,7 +219,12 @@ def summary_rows(run: RunData) -> list[dict[str, Any]]:
         speculative = p0["scheme"] != "target-only"
         row: dict[str, Any] = {c: None for c in COLUMNS}
         row.update({k: p0.get(k) for k in ("scheme", "top_k", "draft_length", "reconstruction", "sampling")})
-        row.update({k: p0.get(k) for k in ("temperature", "prob_dtype", "index_dtype", "agents")})
+        row.update(
+            {
+                k: p0.get(k)
+                for k in ("temperature", "prob_dtype", "index_dtype", "agents", "draft_policy", "uplink_rate_bps")
+            }
+        )
         row.update(
             {
                 "config": config,
@@ -227,6 +242,7 @@ def summary_rows(run: RunData) -> list[dict[str, Any]]:
             }
         )
         if speculative and n_rounds:
+            row["mean_draft_length"] = drafted / n_rounds
             row["mean_accepted_per_round"] = accepted / n_rounds
             row["mean_tokens_per_round"] = emitted / n_rounds
             row["acceptance_rate"] = accepted / drafted if drafted else None
@@ -239,6 +255,14 @@ def summary_rows(run: RunData) -> list[dict[str, Any]]:
         if p0["scheme"] == "top-k" and n_rounds:
             row["mean_tail_mass"] = _mean([r.get("tail_mass") for r in rounds])
             row["mean_tv_distance"] = _mean([r.get("tv_distance") for r in rounds])
+        predictions = [r.get("predicted_goodput") for r in rounds if r.get("predicted_goodput") is not None]
+        if predictions and distributed:
+            # the model predicts one device's goodput; the run's agents draft side by side
+            active = len({r["agent"] for r in rounds})
+            row["predicted_tokens_per_s"] = _mean(predictions) * active
+        rates = [(r.get("channel") or {}).get("rate_bps") for r in rounds]
+        if any(v is not None for v in rates):
+            row["mean_uplink_rate_bps"] = _mean(rates)
         if energy_measured and tokens:
             row["energy_j_per_token"] = energy_total / tokens
             row["energy_hosts"] = " ".join(sorted(energy_hosts))

@@ -82,7 +82,15 @@ class GridPoint:
 
     def params(self) -> dict[str, Any]:
         g = self.generation
-        return {"scheme": self.scheme, **{f: getattr(g, f) for f in SCHEME_FIELDS[self.scheme]}, "agents": self.agents}
+        extra = {}
+        if self.scheme in DISTRIBUTED:
+            extra = {"draft_policy": g.draft_policy, "uplink_rate_bps": g.uplink_rate_bps}
+        return {
+            "scheme": self.scheme,
+            **{f: getattr(g, f) for f in SCHEME_FIELDS[self.scheme]},
+            **extra,
+            "agents": self.agents,
+        }
 
 
 def _point(scheme: str, generation: Generation, agents: int, seed: int) -> GridPoint:
@@ -96,6 +104,11 @@ def _point(scheme: str, generation: Generation, agents: int, seed: int) -> GridP
     generation = replace(generation, seed=seed)
     keys = [f"{f}={getattr(generation, f)}" for f in SCHEME_FIELDS[scheme]]
     if scheme in DISTRIBUTED:
+        # named only when set, so that profiles without them keep short ids
+        if generation.draft_policy != "fixed":
+            keys.append(f"draft_policy={generation.draft_policy},gamma_max={generation.gamma_max}")
+        if generation.uplink_rate_bps is not None:
+            keys.append(f"uplink_rate_bps={generation.uplink_rate_bps:g}")
         keys.append(f"agents={agents}")
     config = f"{scheme}:" + ",".join(keys)
     return GridPoint(f"{config},seed={seed}", config, scheme, generation, agents, seed)
@@ -109,8 +122,11 @@ def expand_grid(experiment: Experiment) -> list[GridPoint]:
     depends on (e.g. the full-distribution baseline once per γ and
     temperature), so each top-K point has a baseline to be compared with.
     """
-    names = list(experiment.sweep)
+    names = [n for n in experiment.sweep if n != "variants"]
     combos = [dict(zip(names, values, strict=True)) for values in _product([experiment.sweep[n] for n in names])]
+    variants = experiment.sweep.get("variants")
+    if variants:
+        combos = [{**combo, **variant} for combo in combos for variant in variants]
     points: list[GridPoint] = []
     seen: set[str] = set()
 
@@ -385,6 +401,7 @@ class _Segment:
                     self._on_output,
                     endpoint=bind or "tcp://127.0.0.1:*",
                     device=self.device,
+                    links=x.links,
                     telemetry={
                         "port": int(collector.endpoint.rsplit(":", 1)[1]),
                         "rate_hz": rate,

@@ -243,3 +243,165 @@ class Ema:
         self.samples += 1
         self.value = x if self.value is None else (1 - self.weight) * self.value + self.weight * x
         return self.value
+
+
+# --- draft-length policies on the testbed ---------------------------------------------------------
+
+
+class Estimates:
+    """Online estimates of one device's round-time model, updated after every round.
+
+    ``alpha`` is the discounted maximum-likelihood estimate of the per-token
+    acceptance probability (accepted drafts over accept/reject trials, a
+    round ending in a rejection being one more trial); times are exponential
+    moving averages; the uplink rate is the emulated link's reported rate
+    when there is one (channel state), else bits over the measured uplink
+    time; ``t_verify`` is fitted as c0 + c1·(γ + 1) when γ has varied.
+    """
+
+    def __init__(self, weight: float = 0.2, discount: float = 0.95) -> None:
+        self.discount = discount
+        self.acc = 0.0
+        self.trials = 0.0
+        self.t_draft = Ema(weight)
+        self.rate = Ema(weight)
+        self.bits_per_token = Ema(weight)
+        self.header_bits = Ema(weight)
+        self.t_down = Ema(weight)
+        self.verify: list[tuple[int, float]] = []  # (γ + 1, seconds), the last 64 rounds
+        self.rounds = 0
+
+    def add(
+        self,
+        gamma: int,
+        accepted: int,
+        t_draft_s: float,
+        bytes_up: int,
+        per_token_bytes: float,
+        up_s: float | None,
+        reported_rate: float | None,
+        t_verify_s: float,
+        t_down_s: float | None,
+    ) -> None:
+        self.rounds += 1
+        self.acc = self.discount * self.acc + accepted
+        self.trials = self.discount * self.trials + accepted + (1 if accepted < gamma else 0)
+        self.t_draft.add(t_draft_s / gamma)
+        self.bits_per_token.add(8 * per_token_bytes)
+        self.header_bits.add(max(0.0, 8 * (bytes_up - gamma * per_token_bytes)))
+        if reported_rate:
+            self.rate.add(reported_rate)
+        elif up_s and up_s > 0:
+            self.rate.add(8 * bytes_up / up_s)
+        if t_down_s is not None and t_down_s >= 0:
+            self.t_down.add(t_down_s)
+        self.verify.append((gamma + 1, t_verify_s))
+        del self.verify[:-64]
+
+    @property
+    def alpha(self) -> float | None:
+        if self.trials <= 0:
+            return None
+        return min(self.acc / self.trials, 0.999)
+
+    def verify_model(self) -> tuple[float, float]:
+        """(c0, c1) of t_verify = c0 + c1·(γ + 1): least squares over recent rounds, c1 >= 0."""
+        xs = [x for x, _ in self.verify]
+        ys = [y for _, y in self.verify]
+        n = len(xs)
+        mx, my = sum(xs) / n, sum(ys) / n
+        sxx = sum((x - mx) ** 2 for x in xs)
+        if sxx < 1e-9:
+            return my, 0.0
+        c1 = max(0.0, sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx)
+        return my - c1 * mx, c1
+
+    def link_model(self) -> LinkModel | None:
+        if self.alpha is None or self.rate.value is None or not self.verify:
+            return None
+        c0, c1 = self.verify_model()
+        return LinkModel(
+            alpha=self.alpha,
+            t_draft=self.t_draft.value or 0.0,
+            rate=self.rate.value,
+            bits=self.bits_per_token.value or 0.0,
+            header=self.header_bits.value or 0.0,
+            t_verify=max(c0, 0.0),
+            t_verify_per_token=c1,
+            t_down=self.t_down.value or 0.0,
+        )
+
+
+@dataclass
+class Decision:
+    """A policy's choice for a device's next round, with the model's prediction when it has one."""
+
+    gamma: int
+    predicted_goodput: float | None = None  # tokens/s the model expects at this γ
+
+
+class DraftPolicy:
+    """Chooses γ for a device's next round from its estimates.  Subclass and register to add one."""
+
+    name = "base"
+
+    def __init__(self, gamma: int, gamma_max: int = 16) -> None:
+        self.gamma = gamma
+        self.gamma_max = gamma_max
+
+    def decide(self, est: Estimates) -> Decision:
+        raise NotImplementedError
+
+
+class FixedGamma(DraftPolicy):
+    """Always the profile's γ; predicts its goodput from the same model, for comparison."""
+
+    name = "fixed"
+
+    def decide(self, est: Estimates) -> Decision:
+        model = est.link_model()
+        return Decision(self.gamma, model.goodput(self.gamma) if model else None)
+
+
+class TkSlt(DraftPolicy):
+    """TK-SLT: γ* = argmax E(γ)/T(γ) over 1..γ_max with the current estimates (profile γ until there are any)."""
+
+    name = "tkslt"
+
+    def __init__(self, gamma: int, gamma_max: int = 16, warmup_rounds: int = 2) -> None:
+        super().__init__(gamma, gamma_max)
+        self.warmup_rounds = warmup_rounds
+
+    def decide(self, est: Estimates) -> Decision:
+        model = est.link_model()
+        if model is None or est.rounds < self.warmup_rounds:
+            return Decision(self.gamma, model.goodput(self.gamma) if model else None)
+        gamma, goodput = optimal_gamma(model, self.gamma_max)
+        return Decision(gamma, goodput)
+
+
+POLICIES: dict[str, type[DraftPolicy]] = {"fixed": FixedGamma, "tkslt": TkSlt}
+
+
+def register_policy(name: str, cls: type[DraftPolicy]) -> None:
+    """Make ``draft_policy: NAME`` usable in profiles."""
+    if not (isinstance(cls, type) and issubclass(cls, DraftPolicy)):
+        raise TypeError(f"{cls!r} is not a DraftPolicy subclass")
+    POLICIES[name] = cls
+
+
+def policy_class(name: str) -> type[DraftPolicy]:
+    """A registered name, or ``package.module:Class`` (imported, then registered under that name)."""
+    if name in POLICIES:
+        return POLICIES[name]
+    if ":" in name:
+        import importlib
+
+        module, _, attr = name.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ValueError(f"draft policy {name!r}: {exc}") from None
+        register_policy(name, cls)
+        return cls
+    raise ValueError(f"unknown draft policy {name!r}; registered: {', '.join(sorted(POLICIES))}, or module:Class")

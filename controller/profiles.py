@@ -44,6 +44,9 @@ class Generation:
     index_dtype: str = "auto"  # "auto" (narrowest for the vocabulary) | uint8 | uint16 | uint32 | "none" (dense)
     max_new_tokens: int = 48
     seed: int = 0
+    draft_policy: str = "fixed"  # "fixed" | "tkslt" | a registered name | "module:Class"
+    gamma_max: int = 16  # the largest γ an adaptive policy may choose
+    uplink_rate_bps: float | None = None  # emulated uplink rate of every agent (overrides links.up.rate_bps)
 
 
 INDEX_ENCODINGS = ("auto", *INDEX_DTYPES, DENSE)
@@ -56,6 +59,8 @@ SWEEPABLE = (
     "reconstruction",
     "sampling",
     "temperature",
+    "draft_policy",
+    "uplink_rate_bps",
     "agents",
 )
 #: Baselines an experiment may measure beside its distributed top-K grid.
@@ -112,6 +117,7 @@ class Experiment:
     seeds: list[int] = field(default_factory=lambda: [0])  # one repetition per seed
     controller_device: Device | None = None
     agent_device: Device | None = None
+    links: dict = field(default_factory=dict)  # see load_links
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -304,7 +310,7 @@ def check_generation(path: Path, g: Generation, where: str = "generation") -> Ge
     _typed(path, f"{where}.temperature", g.temperature, (int, float), "a number >= 0")
     if g.temperature < 0:
         raise ProfileError(f"{path}: {where}.temperature: expected a number >= 0, got {g.temperature}")
-    for name, lo in (("draft_length", 1), ("top_k", 1), ("max_new_tokens", 1), ("seed", 0)):
+    for name, lo in (("draft_length", 1), ("top_k", 1), ("max_new_tokens", 1), ("seed", 0), ("gamma_max", 1)):
         value = _typed(path, f"{where}.{name}", getattr(g, name), int, f"an integer >= {lo}")
         if value < lo:
             raise ProfileError(f"{path}: {where}.{name}: expected an integer >= {lo}, got {value}")
@@ -318,7 +324,93 @@ def check_generation(path: Path, g: Generation, where: str = "generation") -> Ge
             raise ProfileError(
                 f"{path}: {where}.{name}: expected one of {', '.join(allowed)}, got {getattr(g, name)!r}"
             )
+    if g.draft_length > g.gamma_max:
+        raise ProfileError(f"{path}: {where}.draft_length: {g.draft_length} exceeds gamma_max {g.gamma_max}")
+    if g.uplink_rate_bps is not None:
+        rate = _typed(path, f"{where}.uplink_rate_bps", g.uplink_rate_bps, (int, float), "a rate in bit/s")
+        if rate <= 0:
+            raise ProfileError(f"{path}: {where}.uplink_rate_bps: expected a positive rate in bit/s, got {rate}")
+    from controller.policies import policy_class
+
+    try:
+        policy_class(_typed(path, f"{where}.draft_policy", g.draft_policy, str, "a policy name"))
+    except ValueError as exc:
+        raise ProfileError(f"{path}: {where}.draft_policy: {exc}") from None
     return g
+
+
+def load_links(path: Path, data: Any) -> dict:
+    """``links``: emulated links, ``up``/``down`` for every agent and per-agent overrides.
+
+    ``{up: LINK, down: LINK, seed: int, agents: {NAME: {up: LINK, down: LINK, draft_delay_s: s}}}``;
+    LINK fields are those of ``agent.link``; a ``trace_file`` (CSV ``t_s,value``) is read into ``trace``.
+    """
+    from agent.link import Link, LinkError
+
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ProfileError(f"{path}: links: expected a mapping with up, down, seed, agents")
+    _unknown(path, "links", data, {"up", "down", "seed", "agents"})
+
+    def link(where: str, spec: Any) -> dict:
+        if spec is None:
+            return {}
+        if not isinstance(spec, dict):
+            raise ProfileError(f"{path}: {where}: expected a mapping of link fields")
+        spec = dict(spec)
+        if "trace_file" in spec:
+            spec["trace"] = read_trace(path, where, spec.pop("trace_file"))
+        try:
+            Link(spec)
+        except LinkError as exc:
+            raise ProfileError(f"{path}: {where}.{exc}") from None
+        return spec
+
+    out: dict[str, Any] = {"up": link("links.up", data.get("up")), "down": link("links.down", data.get("down"))}
+    out["seed"] = _typed(path, "links.seed", data.get("seed", 0), int, "an integer")
+    agents = data.get("agents") or {}
+    if not isinstance(agents, dict):
+        raise ProfileError(f"{path}: links.agents: expected a mapping of agent name to up/down/draft_delay_s")
+    out["agents"] = {}
+    for name, spec in agents.items():
+        spec = spec or {}
+        _unknown(path, f"links.agents.{name}", spec, {"up", "down", "draft_delay_s"})
+        delay = _typed(
+            path, f"links.agents.{name}.draft_delay_s", spec.get("draft_delay_s", 0.0), (int, float), "seconds"
+        )
+        if delay < 0:
+            raise ProfileError(f"{path}: links.agents.{name}.draft_delay_s: expected seconds >= 0, got {delay}")
+        out["agents"][str(name)] = {
+            "up": link(f"links.agents.{name}.up", spec.get("up")),
+            "down": link(f"links.agents.{name}.down", spec.get("down")),
+            "draft_delay_s": float(delay),
+        }
+    return out
+
+
+def read_trace(path: Path, where: str, ref: Any) -> list[list[float]]:
+    """A trace CSV (``t_s,value`` per line, a header line allowed), relative to the profile's folder."""
+    trace_path = Path(_typed(path, f"{where}.trace_file", ref, str, "a CSV path")).expanduser()
+    if not trace_path.is_absolute():
+        trace_path = path.parent / trace_path if (path.parent / trace_path).exists() else PROFILES_DIR / trace_path
+    if not trace_path.is_file():
+        raise ProfileError(f"{path}: {where}.trace_file: {ref} not found")
+    rows = []
+    for i, line in enumerate(trace_path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        cells = line.split(",")
+        try:
+            rows.append([float(cells[0]), float(cells[1])])
+        except (ValueError, IndexError):
+            if i == 1:
+                continue  # a header
+            raise ProfileError(f"{trace_path}:{i}: expected t_s,value") from None
+    if not rows:
+        raise ProfileError(f"{trace_path}: no rows")
+    return rows
 
 
 def load_generation(path: Path, data: Any) -> Generation:
@@ -326,29 +418,81 @@ def load_generation(path: Path, data: Any) -> Generation:
         raise ProfileError(f"{path}: generation: expected a mapping")
     names = {f.name for f in fields(Generation)}
     _unknown(path, "generation", data, names)
+    data = dict(data)
+    if data.get("uplink_rate_bps") is not None:
+        data["uplink_rate_bps"] = _rate(path, "generation.uplink_rate_bps", data["uplink_rate_bps"])
     return check_generation(path, Generation(**data))
 
 
+def _rate(path: Path, where: str, value: Any) -> float:
+    from agent.link import LinkError, parse_rate
+
+    try:
+        rate = parse_rate(value)
+    except LinkError as exc:
+        raise ProfileError(f"{path}: {where}: {exc}") from None
+    if not rate > 0:
+        raise ProfileError(f"{path}: {where}: expected a positive rate in bit/s, got {value!r}")
+    return rate
+
+
 def load_sweep(path: Path, data: Any, base: Generation, agents: int) -> dict[str, list]:
-    """``sweep``: field -> list of values; every combination is checked now, before anything runs."""
+    """``sweep``: field -> list of values (a Cartesian product), and optionally ``variants``.
+
+    ``variants`` is a list of mappings of sweepable fields, each combined with
+    every point of the product (e.g. fixed γ = 1, 2, 4, 8 and an adaptive
+    policy, at every uplink rate).  Every combination is checked now, before
+    anything runs.
+    """
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ProfileError(f"{path}: sweep: expected a mapping of field to a list of values")
-    _unknown(path, "sweep", data, SWEEPABLE)
-    sweep = {}
+    _unknown(path, "sweep", data, (*SWEEPABLE, "variants"))
+    sweep: dict[str, list] = {}
+
+    def check(where: str, name: str, value: Any, gen: Generation) -> Generation:
+        if name == "agents":
+            if _typed(path, where, value, int, "a positive integer") < 1:
+                raise ProfileError(f"{path}: {where}: expected a positive integer, got {value}")
+            return gen
+        if name == "uplink_rate_bps":
+            return replace(gen, uplink_rate_bps=None if value is None else _rate(path, where, value))
+        return check_generation(path, replace(gen, **{name: value}), where=f"{where} ->")
+
     for name, values in data.items():
+        if name == "variants":
+            continue
         if not isinstance(values, list) or not values:
             raise ProfileError(f"{path}: sweep.{name}: expected a non-empty list of values, got {values!r}")
         if len(set(map(repr, values))) != len(values):
             raise ProfileError(f"{path}: sweep.{name}: a value is repeated")
         for i, value in enumerate(values):
-            if name == "agents":
-                if _typed(path, f"sweep.agents[{i}]", value, int, "a positive integer") < 1:
-                    raise ProfileError(f"{path}: sweep.agents[{i}]: expected a positive integer, got {value}")
-            else:
-                check_generation(path, replace(base, **{name: value}), where=f"sweep.{name}[{i}] ->")
+            check(f"sweep.{name}[{i}]", name, value, base)
+        if name == "uplink_rate_bps":
+            values = [None if v is None else _rate(path, f"sweep.{name}[{i}]", v) for i, v in enumerate(values)]
         sweep[name] = list(values)
+    if "variants" in data:
+        variants = data["variants"]
+        if not isinstance(variants, list) or not variants:
+            raise ProfileError(f"{path}: sweep.variants: expected a non-empty list of mappings")
+        for i, variant in enumerate(variants):
+            if not isinstance(variant, dict) or not variant:
+                raise ProfileError(f"{path}: sweep.variants[{i}]: expected a mapping of sweepable fields")
+            _unknown(path, f"sweep.variants[{i}]", variant, SWEEPABLE)
+            both = set(variant) & set(sweep)
+            if both:
+                raise ProfileError(f"{path}: sweep.variants[{i}].{sorted(both)[0]}: also swept as a list; use one")
+            gen = base
+            for name, value in variant.items():
+                gen = check(f"sweep.variants[{i}].{name}", name, value, gen)
+        sweep["variants"] = [
+            {
+                k: (_rate(path, "sweep.variants", v) if k == "uplink_rate_bps" and v is not None else v)
+                for k, v in var.items()
+            }
+            for var in variants
+        ]
     return sweep
 
 
@@ -366,6 +510,7 @@ EXPERIMENT_FIELDS = {
     "repetitions",
     "seeds",
     "devices",
+    "links",
 }
 
 
@@ -471,6 +616,7 @@ def load_experiment(ref: str, prompts: str | None = None, **overrides: Any) -> E
         seeds=list(seeds),
         controller_device=picked["controller"],
         agent_device=picked["agents"],
+        links=load_links(path, data.get("links")),
     )
 
 

@@ -57,6 +57,10 @@ class RoundRecord:
     clock_offset_ns: int | None = None  # agent minus controller clock when recorded
     phases: dict | None = None  # PHASES -> [start, end] on the controller's clock (ns)
     point: str | None = None  # the experiment grid point (``specbed run``)
+    channel: dict | None = None  # link state on an emulated link: rate_bps, snr_db, up_s, down_s
+    next_draft_length: int | None = None  # γ the policy chose for the agent's next round
+    predicted_goodput: float | None = None  # tokens/s the policy's model predicts at its choice
+    alpha_estimate: float | None = None  # the policy's running acceptance estimate
 
 
 #: Phases of a round, in order.  ``reply`` runs from the verdict being ready to

@@ -89,6 +89,10 @@ class Session:
     ping_seq: int = 0
     last_verified_ns: int = 0  # previous round's verdict ready (controller clock)
     settings: dict | None = None  # the CONFIGURE settings last sent
+    policy: object = None  # controller.policies.DraftPolicy for the current grid point
+    policy_key: tuple | None = None
+    estimates: object = None  # controller.policies.Estimates
+    next_gamma: int = 0  # γ asked for in the last verdict
     configures_out: int = 0  # CONFIGUREs sent and not yet answered with READY
 
 
@@ -107,6 +111,7 @@ class Controller:
         device: str = "cpu",
         telemetry: dict | None = None,
         min_agents: int = 1,
+        links: dict | None = None,
     ) -> None:
         self.target = target
         self.generation = generation
@@ -114,6 +119,7 @@ class Controller:
         self.device = device
         self.drafter_spec = drafter_spec
         self.telemetry = telemetry  # {"port": SUB port, "rate_hz": float, "host_sampler": str}
+        self.links = links or {}  # controller.profiles.load_links
         self.settings = self.settings_for(generation)
         eos = target.model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
@@ -177,12 +183,41 @@ class Controller:
         self.min_agents = agents or max(1, len(self.sessions))
         self.first_request_ns = self.last_output_ns = None
         for session in list(self.sessions.values()):
-            if session.settings != self.settings:
+            session.policy = None  # fresh estimates for every grid point
+            if session.settings != self.session_settings(session.name):
                 session.ready = False
                 self._configure(session)
             elif session.ready and session.pings_left == 0:
                 self._sync_clock(session, SYNC_PINGS_BETWEEN)
             # else: a CONFIGURE or a clock sync is in flight and ends in _assign
+
+    def session_settings(self, name: str) -> dict:
+        """CONFIGURE settings for one agent: the shared ones plus its emulated link, if any."""
+        settings = dict(self.settings)
+        links, gen = self.links, self.generation
+        if links or gen.uplink_rate_bps:
+            own = links.get("agents", {}).get(name, {})
+            up = {**links.get("up", {}), **own.get("up", {})}
+            if gen.uplink_rate_bps:
+                up["rate_bps"] = float(gen.uplink_rate_bps)
+            down = {**links.get("down", {}), **own.get("down", {})}
+            seed = int(links.get("seed", 0)) + int.from_bytes(hashlib.sha256(name.encode()).digest()[:3], "little")
+            settings["link"] = {"up": up, "down": down, "seed": seed}
+            if own.get("draft_delay_s"):
+                settings["draft_delay_s"] = own["draft_delay_s"]
+        return settings
+
+    def _policy(self, session: Session):
+        from controller.policies import policy_class
+
+        g = self.generation
+        if session.policy is None or session.policy_key != (g.draft_policy, g.draft_length, g.gamma_max):
+            session.policy = policy_class(g.draft_policy)(g.draft_length, g.gamma_max)
+            session.policy_key = (g.draft_policy, g.draft_length, g.gamma_max)
+            from controller.policies import Estimates
+
+            session.estimates = Estimates()
+        return session.policy
 
     # -- sending --------------------------------------------------------
     def _send(self, identity: bytes, message: Message) -> int:
@@ -271,9 +306,9 @@ class Controller:
         self._configure(session)
 
     def _configure(self, session: Session) -> None:
-        session.settings = self.settings
+        session.settings = self.session_settings(session.name)
         session.configures_out += 1
-        self._send(session.identity, Configure(self.settings))
+        self._send(session.identity, Configure(session.settings))
 
     def _on_ready(self, session: Session, msg: Ready) -> None:
         if msg.info.get("vocab_size") != self.vocab_size:
@@ -310,7 +345,9 @@ class Controller:
     def _assign(self, session: Session) -> None:
         if not self.started:
             synced = [
-                s for s in self.sessions.values() if s.ready and s.pings_left == 0 and s.settings == self.settings
+                s
+                for s in self.sessions.values()
+                if s.ready and s.pings_left == 0 and s.settings == self.session_settings(s.name)
             ]
             if len(synced) < self.min_agents:
                 return
@@ -324,7 +361,11 @@ class Controller:
 
     def ready_count(self) -> int:
         """Agents configured with the current settings, clock-synced and idle."""
-        return sum(1 for s in self.sessions.values() if s.ready and s.pings_left == 0 and s.settings == self.settings)
+        return sum(
+            1
+            for s in self.sessions.values()
+            if s.ready and s.pings_left == 0 and s.settings == self.session_settings(s.name)
+        )
 
     def lower_min_agents(self) -> None:
         """An agent that never became ready is gone: wait for one fewer."""
@@ -342,7 +383,7 @@ class Controller:
                     self._assign_one(s)
 
     def _assign_one(self, session: Session) -> None:
-        if session.job is not None or not session.ready or session.settings != self.settings:
+        if session.job is not None or not session.ready or session.settings != self.session_settings(session.name):
             return
         if self.active is not None and session.name not in self.active:
             return
@@ -357,11 +398,11 @@ class Controller:
         self.next_request_id += 1
         session.target.reset()
         session.generator.manual_seed(job.seed + 1)
+        self._policy(session)
+        session.next_gamma = self.generation.draft_length
         self._send(
             session.identity,
-            DraftRequest(
-                session.request_id, job.prompt_id, job.prompt_token_ids, self.generation.draft_length, job.seed
-            ),
+            DraftRequest(session.request_id, job.prompt_id, job.prompt_token_ids, session.next_gamma, job.seed),
         )
         job.started_ns = time.monotonic_ns()
 
@@ -402,14 +443,34 @@ class Controller:
                 break
         job.generated.extend(new)
         done = len(job.generated) >= job.max_new_tokens or bool(new and new[-1] in self.eos_ids)
-        t_reply = time.monotonic_ns()
-        verdict = Verdict(msg.request_id, msg.round, n_accepted, next_token, done, g.draft_length, [t_recv, t_reply])
-        bytes_down = self._send(session.identity, verdict)
-        session.round += 1
-        session.rounds_done += 1
         t = msg.times
         clock = session.clock
         to_ctrl = clock.to_controller if clock.samples else (lambda ns: ns)
+        est = session.estimates
+        per_token = msg.token_ids.itemsize + 4 + msg.top_k * (0 if msg.dense else msg.topk_indices.itemsize)
+        per_token += msg.top_k * msg.topk_probs.itemsize + (4 if msg.tv is not None else 0)
+        link = msg.link or {}
+        reply_s = (to_ctrl(t[3]) - session.last_verified_ns) / 1e9 if t[3] and session.last_verified_ns else None
+        est.add(
+            gamma=msg.draft_length,
+            accepted=n_accepted,
+            t_draft_s=(t[1] - t[0]) / 1e9,
+            bytes_up=zmtp_frame_bytes(frame_len),
+            per_token_bytes=per_token,
+            up_s=(t_recv - to_ctrl(t[2])) / 1e9,
+            reported_rate=link.get("rate_bps"),
+            t_verify_s=(t_verified - t_decoded) / 1e9,
+            t_down_s=reply_s,
+        )
+        decision = session.policy.decide(est)
+        session.next_gamma = max(1, min(int(decision.gamma), g.gamma_max))
+        t_reply = time.monotonic_ns()
+        verdict = Verdict(
+            msg.request_id, msg.round, n_accepted, next_token, done, session.next_gamma, [t_recv, t_reply]
+        )
+        bytes_down = self._send(session.identity, verdict)
+        session.round += 1
+        session.rounds_done += 1
         phases = {
             "drafting": [to_ctrl(t[0]), to_ctrl(t[1])],
             "packing": [to_ctrl(t[1]), to_ctrl(t[2])],
@@ -448,6 +509,10 @@ class Controller:
                 tv_distance=float(msg.tv.mean()) if msg.tv is not None else None,
                 clock_offset_ns=round(clock.offset_at(t_recv)) if clock.samples else None,
                 phases=phases,
+                channel=dict(link) or None,
+                next_draft_length=session.next_gamma,
+                predicted_goodput=decision.predicted_goodput,
+                alpha_estimate=est.alpha,
             )
         )
         if done:
