@@ -47,6 +47,8 @@ from pathlib import Path
 from typing import Any
 
 from controller.energy import host_summary, read_series
+from controller.report import clock_to_controller
+from controller.results import read_jsonl
 
 COLUMNS = (
     "config",
@@ -96,27 +98,9 @@ SCHEME_COLOURS = {
 }
 
 
-def _jsonl(path: Path) -> list[dict]:
-    rows = []
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return rows
-
-
 def _mean(values: list[float]) -> float | None:
     values = [v for v in values if v is not None]
     return sum(values) / len(values) if values else None
-
-
-def _offset_fn(clock: dict | None):
-    if not clock or clock.get("offset_ns") is None:
-        return None
-    offset, drift = clock["offset_ns"], (clock.get("drift_ppm") or 0.0) * 1e-6
-    return lambda t: round((t - offset) / (1.0 + drift))
 
 
 class RunData:
@@ -133,10 +117,10 @@ class RunData:
         self.grid: list[dict] = self.manifest["grid"]
         self.prompts = [p["id"] for p in self.manifest["profile"]["prompts"]]
         self.rounds: dict[str, list[dict]] = defaultdict(list)
-        for r in _jsonl(self.dir / "rounds.jsonl"):
+        for r in read_jsonl(self.dir / "rounds.jsonl")[0]:
             self.rounds[r.get("point")].append(r)
         self.outputs: dict[str, list[dict]] = defaultdict(list)
-        for o in _jsonl(self.dir / "outputs.jsonl"):
+        for o in read_jsonl(self.dir / "outputs.jsonl")[0]:
             self.outputs[o["point"]].append(o)
         self._series: dict[tuple[int, str], dict | None] = {}
 
@@ -147,7 +131,7 @@ class RunData:
             folder = self.dir / seg.get("telemetry_dir", f"telemetry/segment-{segment}")
             path = folder / f"{host}.csv"
             clock = (seg.get("clock_offsets") or {}).get(host)
-            self._series[key] = read_series(path, _offset_fn(clock)) if path.is_file() else None
+            self._series[key] = read_series(path, clock_to_controller(clock)) if path.is_file() else None
         return self._series[key]
 
     def windows(self, point: str) -> dict[int, tuple[int, int]]:

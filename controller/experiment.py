@@ -46,9 +46,10 @@ import torch
 from agent.drafter import Drafter, DraftSettings
 from agent.lm import CachedLM, probs_from_logits
 from agent.models import LoadedModel, load_model, prepare_model
+from controller.local import reap_dead_agents
 from controller.profiles import Experiment, Generation, load_experiment
-from controller.results import RoundRecord, git_commit, host_facts, versions
-from controller.server import Controller, Job, job_seed
+from controller.results import RoundRecord, git_commit, host_facts, read_jsonl, versions, write_json_atomic
+from controller.server import Controller, Job, eos_token_ids, job_seed
 from controller.verify import greedy_verify, speculative_verify
 
 log = logging.getLogger(__name__)
@@ -160,21 +161,6 @@ def _product(lists: list[list]) -> list[tuple]:
 # --- the run folder ----------------------------------------------------------------------------
 
 
-def _read_jsonl(path: Path) -> tuple[list[dict], int]:
-    """Complete lines of a JSONL file, and how many were cut off or unreadable."""
-    if not path.is_file():
-        return [], 0
-    good, bad = [], 0
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        try:
-            good.append(json.loads(line))
-        except json.JSONDecodeError:
-            bad += 1  # the line being written when the process died
-    return good, bad
-
-
 def _rewrite_jsonl(path: Path, rows: list[dict]) -> None:
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
@@ -182,12 +168,6 @@ def _rewrite_jsonl(path: Path, rows: list[dict]) -> None:
             fh.write(json.dumps(row, separators=(",", ":")) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
-    tmp.replace(path)
-
-
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
     tmp.replace(path)
 
 
@@ -250,9 +230,9 @@ def run_experiment(
     if [p.id for p in grid] != [g["id"] for g in manifest["grid"]]:
         raise RunError(f"{out_dir}: the grid of profile.yaml differs from the manifest's; was the copy edited?")
 
-    outputs, bad_outputs = _read_jsonl(out_dir / "outputs.jsonl")
+    outputs, bad_outputs = read_jsonl(out_dir / "outputs.jsonl")
     done = {(o["point"], o["prompt_id"]) for o in outputs}
-    rounds, bad_rounds = _read_jsonl(out_dir / "rounds.jsonl")
+    rounds, bad_rounds = read_jsonl(out_dir / "rounds.jsonl")
     kept = [r for r in rounds if (r.get("point"), r.get("prompt_id")) in done]
     if bad_outputs or bad_rounds or len(kept) != len(rounds):
         _rewrite_jsonl(out_dir / "rounds.jsonl", kept)
@@ -269,7 +249,7 @@ def run_experiment(
         "kind": "remote" if bind else "local",
     }
     manifest["segments"].append(seg)
-    _write_json(out_dir / "manifest.json", manifest)
+    write_json_atomic(out_dir / "manifest.json", manifest)
 
     todo = [p for p in grid if any((p.id, q.id) not in done for q in experiment.prompts)]
     if stop_after_points is not None:
@@ -281,7 +261,7 @@ def run_experiment(
             )
     finally:
         seg["finished_unix_s"] = time.time()
-        _write_json(out_dir / "manifest.json", manifest)
+        write_json_atomic(out_dir / "manifest.json", manifest)
     from controller.analysis import write_summary_and_report
 
     write_summary_and_report(out_dir)
@@ -307,7 +287,7 @@ def _create(out_dir: Path, profile: str | None) -> tuple[Experiment, dict]:
         "started_unix_s": time.time(),
         "segments": [],
     }
-    _write_json(out_dir / "manifest.json", manifest)
+    write_json_atomic(out_dir / "manifest.json", manifest)
     for name in ("rounds.jsonl", "outputs.jsonl"):
         (out_dir / name).touch()
     return experiment, manifest
@@ -374,8 +354,7 @@ class _Segment:
         target = self.target or load_model(x.models.target, self.device)
         self.target = target
         self.ids = {p.id: prompt_token_ids(p, target.tokenizer) for p in x.prompts}
-        eos = target.model.generation_config.eos_token_id
-        self.eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        self.eos = eos_token_ids(target)
         self.seg["target"] = {"name": target.name, "vocab_size": target.vocab_size, "device": self.device}
         distributed = [p for p in self.todo if p.scheme in DISTRIBUTED]
         rate = x.telemetry_rate_hz
@@ -551,17 +530,7 @@ class _Segment:
                         f"only {len(ready)} of {controller.min_agents} agents ready after {wait_agents_s:.0f} s "
                         f"(ready: {', '.join(ready) or 'none'}); see {self.dir / 'logs'}"
                     )
-            dead = {name: p.returncode for name, p in procs.items() if p.poll() is not None}
-            for name in sorted(set(dead) - lost):
-                lost.add(name)
-                log.warning("agent %s exited with code %s; see %s", name, dead[name], self.dir / "logs")
-                if not controller.started:
-                    controller.lower_min_agents()
-            for session in list(controller.sessions.values()):
-                if session.name in dead:
-                    controller.agent_lost(session.identity, f"process exited with code {dead[session.name]}")
-            if procs and len(dead) == len(procs):
-                raise RuntimeError(f"every agent exited ({dead}); see {self.dir / 'logs'}")
+            reap_dead_agents(controller, procs, lost, self.dir / "logs")
 
         return check
 
@@ -585,15 +554,6 @@ class _Segment:
             self._drafter = load_model(self.x.models.drafter, self.device).model
         return self._drafter
 
-    def _finish(self, job: Job, new: list[int]) -> tuple[list[int], bool]:
-        new = new[: job.max_new_tokens - len(job.generated)]
-        for i, tok in enumerate(new):
-            if tok in self.eos:
-                new = new[: i + 1]
-                break
-        job.generated.extend(new)
-        return new, len(job.generated) >= job.max_new_tokens or bool(new and new[-1] in self.eos)
-
     def _target_only(self, point: GridPoint, job: Job) -> None:
         """Autoregressive decoding with the target alone, one token per step."""
         temperature = point.generation.temperature
@@ -612,7 +572,7 @@ class _Segment:
             else:
                 token = int(torch.multinomial(probs_from_logits(logits, temperature).double(), 1, generator=gen))
             t1 = time.monotonic_ns()
-            new, finished = self._finish(job, [token])
+            new, finished = job.extend([token], self.eos)
             self._on_round(
                 {
                     "agent": "controller",
@@ -659,7 +619,7 @@ class _Segment:
                 n, nxt = speculative_verify(drafts, q, p, gen, draft_token_probs=torch.from_numpy(draft.draft_probs))
             t3 = time.monotonic_ns()
             drafter.accept(drafts[:n].tolist(), nxt)
-            new, finished = self._finish(job, drafts[:n].tolist() + [nxt])
+            new, finished = job.extend(drafts[:n].tolist() + [nxt], self.eos)
             self._on_round(
                 {
                     "agent": "controller",

@@ -189,17 +189,7 @@ def run_local(
                     f"(ready: {', '.join(ready) or 'none'}); check `specbed agents status`, the boards' "
                     f"controller_address and that {bind} is reachable from them"
                 )
-        dead = {name: p.returncode for name, p in procs.items() if p.poll() is not None}
-        for name in sorted(set(dead) - lost):
-            lost.add(name)
-            log.warning("agent %s exited with code %s; see %s", name, dead[name], out_dir / "logs")
-            if not controller.started:
-                controller.lower_min_agents()
-        for session in list(controller.sessions.values()):
-            if session.name in dead:
-                controller.agent_lost(session.identity, f"process exited with code {dead[session.name]}")
-        if procs and len(dead) == len(procs):
-            raise RuntimeError(f"every agent exited ({dead}); see {out_dir / 'logs'}")
+        reap_dead_agents(controller, procs, lost, out_dir / "logs")
 
     t0 = time.monotonic()
     try:
@@ -238,6 +228,24 @@ def run_local(
         manifest["finished_unix_s"] = time.time()
         writer.write_json("manifest.json", manifest)
     return LocalRun(out_dir, summary, outputs)
+
+
+def reap_dead_agents(controller: Controller, procs: dict[str, subprocess.Popen], lost: set[str], logs: Path) -> None:
+    """Between messages: forget agents whose process exited (their prompts go back to the queue).
+
+    ``lost`` carries the names already reported; raises RuntimeError once every agent is gone.
+    """
+    dead = {name: p.returncode for name, p in procs.items() if p.poll() is not None}
+    for name in sorted(set(dead) - lost):
+        lost.add(name)
+        log.warning("agent %s exited with code %s; see %s", name, dead[name], logs)
+        if not controller.started:
+            controller.lower_min_agents()
+    for session in list(controller.sessions.values()):
+        if session.name in dead:
+            controller.agent_lost(session.identity, f"process exited with code {dead[session.name]}")
+    if procs and len(dead) == len(procs):
+        raise RuntimeError(f"every agent exited ({dead}); see {logs}")
 
 
 class ControllerTelemetry:

@@ -436,7 +436,7 @@ def _rate(path: Path, where: str, value: Any) -> float:
     return rate
 
 
-def load_sweep(path: Path, data: Any, base: Generation, agents: int) -> dict[str, list]:
+def load_sweep(path: Path, data: Any, base: Generation) -> dict[str, list]:
     """``sweep``: field -> list of values (a Cartesian product), and optionally ``variants``.
 
     ``variants`` is a list of mappings of sweepable fields, each combined with
@@ -552,7 +552,7 @@ def load_experiment(ref: str, prompts: str | None = None, **overrides: Any) -> E
     gen = dict(data.get("generation") or {})
     gen.update({k: v for k, v in overrides.items() if v is not None})
     generation = load_generation(path, gen)
-    sweep = load_sweep(path, data.get("sweep"), generation, agents)
+    sweep = load_sweep(path, data.get("sweep"), generation)
     baselines = _typed(path, "baselines", data.get("baselines", []), list, f"a list of: {', '.join(BASELINES)}")
     for i, name in enumerate(baselines):
         if name not in BASELINES:

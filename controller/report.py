@@ -28,7 +28,7 @@ PHASE_COLOURS = {
 }
 
 
-def _offset_fn(clock: dict | None):
+def clock_to_controller(clock: dict | None):
     """Agent ns -> controller ns from the manifest's offset (constant plus drift)."""
     if not clock or clock.get("offset_ns") is None:
         return None
@@ -58,7 +58,7 @@ def make_report(run_dir: Path) -> list[Path]:
     for ax, host in zip(axes[:, 0], hosts, strict=False):
         path = run_dir / "telemetry" / f"{host}.csv"
         if path.is_file():
-            cols = read_series(path, _offset_fn(clocks.get(host)))
+            cols = read_series(path, clock_to_controller(clocks.get(host)))
             t = [(x - t0) / 1e9 for x in cols["t_ns"]]
             power, sources = host_power(cols)
             if sources:

@@ -122,6 +122,29 @@ def git_commit() -> dict[str, Any]:
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 
+def write_json_atomic(path: Path, obj: dict) -> Path:
+    """Write JSON through a temporary file, so a reader never sees half a file."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def read_jsonl(path: Path) -> tuple[list[dict], int]:
+    """Complete lines of a JSONL file, and how many were cut off or unreadable (a crash mid-line)."""
+    if not path.is_file():
+        return [], 0
+    good, bad = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            good.append(json.loads(line))
+        except json.JSONDecodeError:
+            bad += 1
+    return good, bad
+
+
 class RunWriter:
     """Writes one run's folder; JSONL files are appended and flushed per record."""
 
@@ -146,11 +169,7 @@ class RunWriter:
         )
 
     def write_json(self, name: str, obj: dict) -> Path:
-        path = self.dir / name
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-        tmp.replace(path)
-        return path
+        return write_json_atomic(self.dir / name, obj)
 
     def close(self, prompt_order: list[str] | None = None) -> None:
         """Close the files; with ``prompt_order``, rewrite outputs.jsonl in that order.

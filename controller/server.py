@@ -67,6 +67,25 @@ class Job:
     started_ns: int = 0  # controller clock: first draft request sent
     done_ns: int = 0  # controller clock: last token verified
 
+    def extend(self, new: list[int], eos_ids: set[int]) -> tuple[list[int], bool]:
+        """Append a round's tokens, cut at max_new_tokens and after an end-of-sequence token.
+
+        Returns the tokens kept and whether the prompt is done.
+        """
+        new = new[: self.max_new_tokens - len(self.generated)]
+        for i, tok in enumerate(new):
+            if tok in eos_ids:
+                new = new[: i + 1]
+                break
+        self.generated.extend(new)
+        return new, len(self.generated) >= self.max_new_tokens or bool(new and new[-1] in eos_ids)
+
+
+def eos_token_ids(model: LoadedModel) -> set[int]:
+    """The end-of-sequence ids of a model's generation config (none for the tiny test models)."""
+    eos = model.model.generation_config.eos_token_id
+    return set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+
 
 @dataclass
 class Session:
@@ -121,8 +140,7 @@ class Controller:
         self.telemetry = telemetry  # {"port": SUB port, "rate_hz": float, "host_sampler": str}
         self.links = links or {}  # controller.profiles.load_links
         self.settings = self.settings_for(generation)
-        eos = target.model.generation_config.eos_token_id
-        self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        self.eos_ids = eos_token_ids(target)
         self.pending: deque[Job] = deque(jobs)
         self.unfinished = len(jobs)
         self.max_agents: int | None = None  # at most this many agents get prompts (None: all)
@@ -435,14 +453,7 @@ class Controller:
             n_accepted, next_token = speculative_verify(drafts, q, p, session.generator, draft_token_probs=qx)
         t_verified = time.monotonic_ns()
 
-        new = drafts[:n_accepted].tolist() + [next_token]
-        new = new[: job.max_new_tokens - len(job.generated)]
-        for i, tok in enumerate(new):
-            if tok in self.eos_ids:
-                new = new[: i + 1]
-                break
-        job.generated.extend(new)
-        done = len(job.generated) >= job.max_new_tokens or bool(new and new[-1] in self.eos_ids)
+        new, done = job.extend(drafts[:n_accepted].tolist() + [next_token], self.eos_ids)
         t = msg.times
         clock = session.clock
         to_ctrl = clock.to_controller if clock.samples else (lambda ns: ns)
