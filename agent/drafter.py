@@ -17,7 +17,7 @@ carries the top K of the temperature-1 distribution.
 With index dtype ``none`` the payload is dense: K equals the vocabulary and
 every probability travels in token order (the full-distribution baseline).
 
-When sampling, the drafter also rebuilds q̃ from its own payload the way the
+When sampling a top-K payload, the drafter also rebuilds q̃ from its own payload the way the
 server will (``reconstruction``) and reports the total-variation distance
 between q̃ and the distribution it sampled, per draft token.
 """
@@ -118,8 +118,9 @@ class Drafter:
         qx = np.empty(draft_length, dtype=np.float32)
         idx = np.empty((draft_length, k), dtype=np.int64)
         vals = np.empty((draft_length, k), dtype=PROB_DTYPES[self.settings.prob_dtype])
-        sampling = self.settings.temperature > 0
-        tv = np.empty(draft_length, dtype=np.float32) if sampling else None
+        # A dense payload is the distribution itself: nothing to reconstruct, no O(V) TV per token.
+        measure = self.settings.temperature > 0 and self.settings.index_dtype != DENSE
+        tv = np.empty(draft_length, dtype=np.float32) if measure else None
         seq = list(self.tokens)
         for i in range(draft_length):
             logits = self.lm.logits(seq, len(seq) - 1)[-1]

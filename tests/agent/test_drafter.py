@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from agent.drafter import Drafter, DraftSettings
@@ -67,3 +68,32 @@ def test_sampling_is_reproducible_per_seed(tiny_pair):
         runs.append(d.draft(8).token_ids.tolist())
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
+
+
+def test_drafter_reports_the_tv_of_the_servers_reconstruction(tiny_pair):
+    """TV(q, q̃): the tail mass for renormalise, at most that for tail-fill, 0 when top-K sampled, none when dense."""
+    from agent.codec import tail_mass
+
+    drafter_model = tiny_pair[1]
+    tvs = {}
+    for sampling, recon, index in (
+        ("full", "renormalise", "uint8"),
+        ("full", "tail-fill", "uint8"),
+        ("top-k", "tail-fill", "uint8"),
+        ("full", "tail-fill", "none"),
+    ):
+        k = drafter_model.vocab_size if index == "none" else 4
+        settings = DraftSettings(
+            temperature=1.0, top_k=k, sampling=sampling, prob_dtype="float32", index_dtype=index, reconstruction=recon
+        )
+        d = Drafter(drafter_model.model, settings)
+        d.start([0, 5, 9], seed=3)
+        draft = d.draft(4)
+        tvs[(sampling, recon, index)] = draft
+    renorm = tvs[("full", "renormalise", "uint8")]
+    tail = tail_mass(torch.from_numpy(renorm.topk_probs)).numpy()
+    assert np.allclose(renorm.tv, tail, atol=1e-5)
+    fill = tvs[("full", "tail-fill", "uint8")]
+    assert (fill.tv <= tail_mass(torch.from_numpy(fill.topk_probs)).numpy() + 1e-5).all()
+    assert np.allclose(tvs[("top-k", "tail-fill", "uint8")].tv, 0, atol=1e-6)
+    assert tvs[("full", "tail-fill", "none")].tv is None
