@@ -443,11 +443,12 @@ class _Segment:
     def _on_round(self, record: RoundRecord | dict) -> None:
         row = asdict(record) if isinstance(record, RoundRecord) else record
         row["point"] = self.current.id
+        self.job_agent[row["prompt_id"]] = row["agent"]  # the agent that finished a prompt ran all of it
         self.rounds.write(row)
         self.tokens += row["emitted"]
         self._tell(self.current, self.prompts_done, self.prompts_total)
 
-    def _on_output(self, job: Job, agent: str | None = None) -> None:
+    def _on_output(self, job: Job) -> None:
         from controller.local import decode_text
 
         prompt = self.prompt_by_id[job.prompt_id]
@@ -458,7 +459,7 @@ class _Segment:
                 "task": prompt.task,
                 "seed": job.seed,
                 "segment": self.seg["segment"],
-                "agent": agent or self._agent_of(job),
+                "agent": self.job_agent.get(job.prompt_id),
                 "prompt_token_ids": job.prompt_token_ids,
                 "token_ids": job.generated,
                 "tokens": len(job.generated),
@@ -471,9 +472,6 @@ class _Segment:
         self.done.add((self.current.id, job.prompt_id))
         self.prompts_done += 1
         self._tell(self.current, self.prompts_done, self.prompts_total)
-
-    def _agent_of(self, job: Job) -> str | None:
-        return self.job_agent.get(job.prompt_id)
 
     # --- points ------------------------------------------------------------------------------
     def _run_point(self, point: GridPoint, controller, procs, wait_agents_s) -> None:
@@ -535,19 +533,9 @@ class _Segment:
         return check
 
     def _distributed(self, point: GridPoint, jobs: list[Job], controller: Controller, procs, wait_agents_s) -> None:
-        original_on_round = controller.on_round
-
-        def on_round(record: RoundRecord) -> None:
-            self.job_agent[record.prompt_id] = record.agent
-            original_on_round(record)
-
-        controller.on_round = on_round
         live = sum(1 for p in procs.values() if p.poll() is None) if procs else point.agents
         controller.begin(point.generation, jobs, min(point.agents, max(live, 1)))
-        try:
-            controller.serve(check=self._checker(controller, procs, point, wait_agents_s))
-        finally:
-            controller.on_round = original_on_round
+        controller.serve(check=self._checker(controller, procs, point, wait_agents_s))
 
     def _drafter_model(self) -> torch.nn.Module:
         if getattr(self, "_drafter", None) is None:
@@ -591,7 +579,7 @@ class _Segment:
             )
             step += 1
         job.done_ns = time.monotonic_ns()
-        self._on_output(job, "controller")
+        self._on_output(job)
 
     def _colocated(self, point: GridPoint, job: Job, drafter: Drafter) -> None:
         """Drafter and target in this process: speculative decoding with no network and the exact q."""
@@ -638,4 +626,4 @@ class _Segment:
             )
             rnd += 1
         job.done_ns = time.monotonic_ns()
-        self._on_output(job, "controller")
+        self._on_output(job)
