@@ -19,7 +19,11 @@ A link direction is described by a mapping (every field optional):
                  "rate", bit/s) or SNR (``trace_kind`` "snr", dB, mapped to
                  a rate as bandwidth_hz · log2(1 + SNR)); piecewise
                  constant, repeating after its last time stamp
-``bandwidth_hz`` the band an SNR trace is mapped through (required for "snr")
+``snr_db``       a constant SNR, dB: the same as ``trace: [[0, snr_db]]`` with
+                 ``trace_kind: snr`` (needs ``bandwidth_hz``)
+``bandwidth_hz`` the band an SNR trace is mapped through (required for "snr");
+                 a controller sharing one band among agents changes it at run
+                 time (``set_bandwidth``, a ``LINK`` message)
 
 Times are measured from the link's start (``Link(..., start_s)``).
 """
@@ -30,7 +34,18 @@ import math
 import random
 from dataclasses import dataclass
 
-LINK_FIELDS = {"rate_bps", "delay_s", "jitter_s", "loss", "rto_s", "mss_bytes", "trace", "trace_kind", "bandwidth_hz"}
+LINK_FIELDS = {
+    "rate_bps",
+    "delay_s",
+    "jitter_s",
+    "loss",
+    "rto_s",
+    "mss_bytes",
+    "trace",
+    "trace_kind",
+    "bandwidth_hz",
+    "snr_db",
+}
 
 
 class LinkError(ValueError):
@@ -128,6 +143,15 @@ class Link:
                 raise LinkError("bandwidth_hz: an SNR trace needs the band it is mapped through")
             if self.kind == "rate" and any(v <= 0 for _, v in self.trace):
                 raise LinkError("trace: rates must be positive")
+        if spec.get("snr_db") is not None:
+            snr = spec["snr_db"]
+            if isinstance(snr, bool) or not isinstance(snr, (int, float)) or not math.isfinite(snr):
+                raise LinkError(f"snr_db: expected a number, got {snr!r}")
+            if self.trace or spec.get("rate_bps") is not None:
+                raise LinkError("snr_db: give a constant SNR, a trace or a rate, not several")
+            if self.bandwidth is None:
+                raise LinkError("bandwidth_hz: an SNR link needs the band it is mapped through")
+            self.kind, self.trace = "snr", [(0.0, float(snr))]
         self.rng = random.Random(seed)
         self.start_s = start_s
 
@@ -151,6 +175,14 @@ class Link:
         if not rate_bps > 0:
             raise LinkError(f"rate_bps: expected a positive number, got {rate_bps}")
         self.rate, self.trace = float(rate_bps), []
+
+    def set_bandwidth(self, bandwidth_hz: float) -> None:
+        """A new share of the band for an SNR link (its SNR trace is kept)."""
+        if self.kind != "snr" or not self.trace:
+            raise LinkError("bandwidth_hz: only an SNR link (snr_db or an SNR trace) has a band to change")
+        if not bandwidth_hz > 0:
+            raise LinkError(f"bandwidth_hz: expected a positive number, got {bandwidth_hz}")
+        self.bandwidth = float(bandwidth_hz)
 
     # -- the channel over time ------------------------------------------------------------
     def _segment(self, t: float) -> tuple[float, float, float | None]:

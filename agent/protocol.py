@@ -71,6 +71,12 @@ Message types (direction, fields in order):
     ``host`` str, ``columns`` list of str, ``rows`` list of lists (numbers
     or nil for a missing reading), ``t_ns`` the first column, on the
     agent's clock.
+``LINK`` (12, controller -> agent)
+    ``up`` map and ``down`` map, each empty or with ``rate_bps`` (a new
+    fixed rate, bit/s) or ``bandwidth_hz`` (a new share of the band an SNR
+    link is mapped through): a bandwidth re-allocation, applied by the
+    agent's link emulator from its next message on.  A controller sends it
+    before the verdict it applies to.
 
 Decoding validates everything and raises ``ProtocolError`` whose ``code``
 is the counter the receiver increments.
@@ -86,7 +92,7 @@ from typing import Any, ClassVar
 import msgpack
 import numpy as np
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3  # 3: LINK messages (bandwidth re-allocation)
 
 #: Tolerance on a top-K row's sum above 1 (float16 rounding of K values).
 PROB_SUM_TOLERANCE = 1e-2
@@ -136,6 +142,7 @@ class MsgType(IntEnum):
     TIME_PING = 9
     TIME_PONG = 10
     TELEMETRY = 11
+    LINK = 12
 
 
 def index_dtype_for(vocab_size: int) -> str:
@@ -484,6 +491,30 @@ class Telemetry(Message):
         return cls(host, columns, rows)
 
 
+LINK_UPDATE_KEYS = ("rate_bps", "bandwidth_hz")
+
+
+def _link_update(value: Any, name: str) -> dict:
+    update = _map(value, name)
+    for key, v in update.items():
+        _check(key in LINK_UPDATE_KEYS, "malformed", f"{name}.{key} is not one of {LINK_UPDATE_KEYS}")
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and v > 0
+        _check(ok, "malformed", f"{name}.{key} must be a positive finite number")
+    _check(len(update) <= 1, "malformed", f"{name}: rate_bps or bandwidth_hz, not both")
+    return update
+
+
+@dataclass
+class LinkUpdate(Message):
+    TYPE: ClassVar[MsgType] = MsgType.LINK
+    up: dict = field(default_factory=dict)
+    down: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_wire(cls, fields: list, **ctx: Any) -> LinkUpdate:
+        return cls(_link_update(fields[0], "up"), _link_update(fields[1], "down"))
+
+
 MESSAGE_TYPES: dict[MsgType, type[Message]] = {
     cls.TYPE: cls
     for cls in (
@@ -498,6 +529,7 @@ MESSAGE_TYPES: dict[MsgType, type[Message]] = {
         TimePing,
         TimePong,
         Telemetry,
+        LinkUpdate,
     )
 }
 

@@ -27,6 +27,7 @@ from agent.protocol import (
     DraftRequest,
     Error,
     Hello,
+    LinkUpdate,
     Message,
     ProtocolError,
     Ready,
@@ -142,6 +143,7 @@ class Agent:
         self.uplink = self.downlink = None  # agent.link.Link when the controller asks for emulation
         self.draft_delay_s = 0.0
         self.last_down_s = 0.0
+        self.link_updates = 0
 
     def now_ns(self) -> int:
         """This agent's clock: monotonic ns plus the configured shift."""
@@ -193,6 +195,8 @@ class Agent:
             self.send(TimePong(msg.seq, msg.t1_ns, recv_ns, self.now_ns()))
         elif isinstance(msg, Verdict):
             self.on_verdict(msg, recv_ns)
+        elif isinstance(msg, LinkUpdate):
+            self.update_link(msg)
         elif isinstance(msg, Error):
             self.errors_received += 1
             log.warning("controller reports %s: %s", msg.code, msg.message)
@@ -253,6 +257,24 @@ class Agent:
             self.downlink = Link(link.get("down"), seed=seed + 1, start_s=now)
         except LinkError as exc:
             raise ProtocolError("malformed", f"settings.link: {exc}") from None
+
+    def update_link(self, msg: LinkUpdate) -> None:
+        """A bandwidth re-allocation: a new rate or band share for the emulated links."""
+        from agent.link import LinkError
+
+        for name, link, update in (("up", self.uplink, msg.up), ("down", self.downlink, msg.down)):
+            if not update:
+                continue
+            if link is None:
+                raise ProtocolError("unexpected", f"LINK.{name} for an agent without an emulated {name}link")
+            try:
+                if "rate_bps" in update:
+                    link.set_rate(float(update["rate_bps"]))
+                else:
+                    link.set_bandwidth(float(update["bandwidth_hz"]))
+            except LinkError as exc:
+                raise ProtocolError("unexpected", f"LINK.{name}: {exc}") from None
+        self.link_updates += 1
 
     def on_verdict(self, msg: Verdict, recv_ns: int) -> None:
         req = self.request

@@ -30,9 +30,12 @@ repetitions are pooled and ``tokens_per_s_std`` is their spread):
                           with the target-only output / its length
 ``greedy_identical``      temperature 0: share of prompts identical to target-only
 ``mean_draft_length``     drafted tokens per round (γ chosen by the draft policy)
-``predicted_tokens_per_s``  the draft policy's model: the mean over rounds of
-                          its predicted per-device goodput at the γ it chose,
-                          times the number of agents that drafted
+``predicted_tokens_per_s``  the draft or bandwidth policy's model: the sum over
+                          agents of the mean over that agent's rounds of its
+                          predicted goodput at the γ (and band share) chosen
+``batching``              verification batching mode (auto, off, homogeneous,
+                          heterogeneous); ``bandwidth_policy`` the band's policy
+``mean_batch_size``       payloads per target forward pass, over rounds
 ``mean_uplink_rate_bps``  the emulated uplink's rate as the rounds saw it
 """
 
@@ -62,6 +65,8 @@ COLUMNS = (
     "index_dtype",
     "draft_policy",
     "uplink_rate_bps",
+    "batching",
+    "bandwidth_policy",
     "agents",
     "repetitions",
     "prompts",
@@ -88,6 +93,7 @@ COLUMNS = (
     "greedy_identical",
     "predicted_tokens_per_s",
     "mean_uplink_rate_bps",
+    "mean_batch_size",
 )
 
 SCHEME_COLOURS = {
@@ -206,7 +212,16 @@ def summary_rows(run: RunData) -> list[dict[str, Any]]:
         row.update(
             {
                 k: p0.get(k)
-                for k in ("temperature", "prob_dtype", "index_dtype", "agents", "draft_policy", "uplink_rate_bps")
+                for k in (
+                    "temperature",
+                    "prob_dtype",
+                    "index_dtype",
+                    "agents",
+                    "draft_policy",
+                    "uplink_rate_bps",
+                    "batching",
+                    "bandwidth_policy",
+                )
             }
         )
         row.update(
@@ -239,11 +254,15 @@ def summary_rows(run: RunData) -> list[dict[str, Any]]:
         if p0["scheme"] == "top-k" and n_rounds:
             row["mean_tail_mass"] = _mean([r.get("tail_mass") for r in rounds])
             row["mean_tv_distance"] = _mean([r.get("tv_distance") for r in rounds])
-        predictions = [r.get("predicted_goodput") for r in rounds if r.get("predicted_goodput") is not None]
-        if predictions and distributed:
-            # the model predicts one device's goodput; the run's agents draft side by side
-            active = len({r["agent"] for r in rounds})
-            row["predicted_tokens_per_s"] = _mean(predictions) * active
+        per_agent: dict[str, list[float]] = defaultdict(list)
+        for r in rounds:
+            if r.get("predicted_goodput") is not None:
+                per_agent[r["agent"]].append(r["predicted_goodput"])
+        if per_agent and distributed:
+            # the model predicts each device's goodput; the run's agents draft side by side
+            row["predicted_tokens_per_s"] = sum(_mean(v) for v in per_agent.values())
+        if distributed and n_rounds:
+            row["mean_batch_size"] = _mean([r.get("batch_size", 1) for r in rounds])
         rates = [(r.get("channel") or {}).get("rate_bps") for r in rounds]
         if any(v is not None for v in rates):
             row["mean_uplink_rate_bps"] = _mean(rates)

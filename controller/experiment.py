@@ -85,7 +85,12 @@ class GridPoint:
         g = self.generation
         extra = {}
         if self.scheme in DISTRIBUTED:
-            extra = {"draft_policy": g.draft_policy, "uplink_rate_bps": g.uplink_rate_bps}
+            extra = {
+                "draft_policy": g.draft_policy,
+                "uplink_rate_bps": g.uplink_rate_bps,
+                "batching": g.batching,
+                "bandwidth_policy": g.bandwidth_policy,
+            }
         return {
             "scheme": self.scheme,
             **{f: getattr(g, f) for f in SCHEME_FIELDS[self.scheme]},
@@ -110,6 +115,10 @@ def _point(scheme: str, generation: Generation, agents: int, seed: int) -> GridP
             keys.append(f"draft_policy={generation.draft_policy},gamma_max={generation.gamma_max}")
         if generation.uplink_rate_bps is not None:
             keys.append(f"uplink_rate_bps={generation.uplink_rate_bps:g}")
+        if generation.bandwidth_policy != "none":
+            keys.append(f"bandwidth_policy={generation.bandwidth_policy}")
+        if generation.batching != "auto":
+            keys.append(f"batching={generation.batching}")
         keys.append(f"agents={agents}")
     config = f"{scheme}:" + ",".join(keys)
     return GridPoint(f"{config},seed={seed}", config, scheme, generation, agents, seed)

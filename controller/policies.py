@@ -96,26 +96,34 @@ def _const_verify(t: float) -> VerifyTime:
 
 
 def homogeneous_goodput(
-    devices: Sequence[Device], bandwidth: Sequence[float], gamma: int, bits: float, t_verify: VerifyTime
+    devices: Sequence[Device],
+    bandwidth: Sequence[float],
+    gamma: int,
+    bits: float,
+    t_verify: VerifyTime,
+    header: float = 0.0,
 ) -> tuple[float, float]:
     """(goodput, round time) when every device drafts γ and the server waits for all, then verifies one batch."""
     finish = max(
-        gamma * d.t_draft + (gamma * bits / (b * d.eta) if b > 0 else math.inf)
+        gamma * d.t_draft + ((header + gamma * bits) / (b * d.eta) if b > 0 else math.inf)
         for d, b in zip(devices, bandwidth, strict=True)
     )
     t = finish + t_verify(len(devices), gamma)
     return sum(expected_tokens(d.alpha, gamma) for d in devices) / t, t
 
 
-def equalise(devices: Sequence[Device], band: float, gamma: int, bits: float) -> tuple[list[float], float]:
+def equalise(
+    devices: Sequence[Device], band: float, gamma: int, bits: float, header: float = 0.0
+) -> tuple[list[float], float]:
     """The split of ``band`` that gives every device the same finishing time τ (bisection on τ).
 
-    γ·t_u + γ·L/(B_u·η_u) = τ  ⇒  B_u = γ·L / (η_u (τ − γ·t_u)), with Σ B_u = B.
+    γ·t_u + (H + γ·L)/(B_u·η_u) = τ  ⇒  B_u = (H + γ·L) / (η_u (τ − γ·t_u)), with Σ B_u = B.
     """
     lo = max(gamma * d.t_draft for d in devices)
+    payload = header + gamma * bits
 
     def need(tau: float) -> float:
-        return sum(gamma * bits / (d.eta * (tau - gamma * d.t_draft)) for d in devices)
+        return sum(payload / (d.eta * (tau - gamma * d.t_draft)) for d in devices)
 
     hi = lo + 1.0
     while need(hi) > band:
@@ -128,20 +136,25 @@ def equalise(devices: Sequence[Device], band: float, gamma: int, bits: float) ->
         else:
             hi = mid
     tau = hi
-    split = [gamma * bits / (d.eta * (tau - gamma * d.t_draft)) for d in devices]
+    split = [payload / (d.eta * (tau - gamma * d.t_draft)) for d in devices]
     scale = band / sum(split)  # absorb the bisection's last bit of slack
     return [b * scale for b in split], tau
 
 
 def multispin_homogeneous(
-    devices: Sequence[Device], band: float, bits: float, t_verify: VerifyTime | float, gamma_max: int = 16
+    devices: Sequence[Device],
+    band: float,
+    bits: float,
+    t_verify: VerifyTime | float,
+    gamma_max: int = 16,
+    header: float = 0.0,
 ) -> Allocation:
     """One γ for all, the finishing-time-equalising split for each γ, the best γ."""
     tv = t_verify if callable(t_verify) else _const_verify(float(t_verify))
     best: Allocation | None = None
     for gamma in range(1, gamma_max + 1):
-        split, _ = equalise(devices, band, gamma, bits)
-        g, t = homogeneous_goodput(devices, split, gamma, bits, tv)
+        split, _ = equalise(devices, band, gamma, bits, header)
+        g, t = homogeneous_goodput(devices, split, gamma, bits, tv, header)
         if best is None or g > best.goodput:
             per = tuple(expected_tokens(d.alpha, gamma) / t for d in devices)
             best = Allocation(tuple(split), (gamma,) * len(devices), g, per, t)
@@ -150,17 +163,23 @@ def multispin_homogeneous(
 
 
 def heterogeneous_device_goodput(
-    d: Device, b: float, gamma: int, bits: float, t_verify: float, t_down: float = 0.0
+    d: Device, b: float, gamma: int, bits: float, t_verify: float, t_down: float = 0.0, header: float = 0.0
 ) -> float:
-    """A device on its own cycle: E(γ) / (γ·t + γ·L/(B·η) + t_verify + t_down)."""
+    """A device on its own cycle: E(γ) / (γ·t + (H + γ·L)/(B·η) + t_verify + t_down)."""
     if b <= 0:
         return 0.0
-    return expected_tokens(d.alpha, gamma) / (gamma * d.t_draft + gamma * bits / (b * d.eta) + t_verify + t_down)
+    up = (header + gamma * bits) / (b * d.eta)
+    return expected_tokens(d.alpha, gamma) / (gamma * d.t_draft + up + t_verify + t_down)
 
 
-def best_gamma_for(d: Device, b: float, bits: float, t_verify: float, gamma_max: int) -> tuple[int, float]:
-    best = max(range(1, gamma_max + 1), key=lambda g: heterogeneous_device_goodput(d, b, g, bits, t_verify))
-    return best, heterogeneous_device_goodput(d, b, best, bits, t_verify)
+def best_gamma_for(
+    d: Device, b: float, bits: float, t_verify: float, gamma_max: int, header: float = 0.0
+) -> tuple[int, float]:
+    def value(g: int) -> float:
+        return heterogeneous_device_goodput(d, b, g, bits, t_verify, header=header)
+
+    best = max(range(1, gamma_max + 1), key=value)
+    return best, value(best)
 
 
 def multispin_heterogeneous(
@@ -170,6 +189,7 @@ def multispin_heterogeneous(
     t_verify: float,
     gamma_max: int = 16,
     quanta: int = 400,
+    header: float = 0.0,
 ) -> Allocation:
     """Per-device γ_u and split B_u maximising Σ_u E_u(γ_u)/T_u(γ_u, B_u).
 
@@ -184,7 +204,7 @@ def multispin_heterogeneous(
     unit = band / quanta
     # value[u][k]: device u's best goodput with k quanta
     value = [
-        [0.0] + [best_gamma_for(d, k * unit, bits, t_verify, gamma_max)[1] for k in range(1, quanta + 1)]
+        [0.0] + [best_gamma_for(d, k * unit, bits, t_verify, gamma_max, header)[1] for k in range(1, quanta + 1)]
         for d in devices
     ]
     neg = -math.inf
@@ -209,19 +229,24 @@ def multispin_heterogeneous(
     split = [k * unit for k in shares]
     gammas, per = [], []
     for d, b in zip(devices, split, strict=True):
-        g, v = best_gamma_for(d, b, bits, t_verify, gamma_max)
+        g, v = best_gamma_for(d, b, bits, t_verify, gamma_max, header)
         gammas.append(g)
         per.append(v)
     return Allocation(tuple(split), tuple(gammas), sum(per), tuple(per))
 
 
 def equal_split(
-    devices: Sequence[Device], band: float, bits: float, gamma: int, t_verify: VerifyTime | float
+    devices: Sequence[Device],
+    band: float,
+    bits: float,
+    gamma: int,
+    t_verify: VerifyTime | float,
+    header: float = 0.0,
 ) -> Allocation:
     """The heterogeneity-agnostic baseline: B/U each and one fixed γ; devices wait for each other."""
     tv = t_verify if callable(t_verify) else _const_verify(float(t_verify))
     split = [band / len(devices)] * len(devices)
-    g, t = homogeneous_goodput(devices, split, gamma, bits, tv)
+    g, t = homogeneous_goodput(devices, split, gamma, bits, tv, header)
     per = tuple(expected_tokens(d.alpha, gamma) / t for d in devices)
     return Allocation(tuple(split), (gamma,) * len(devices), g, per, t)
 
@@ -268,7 +293,9 @@ class Estimates:
         self.bits_per_token = Ema(weight)
         self.header_bits = Ema(weight)
         self.t_down = Ema(weight)
-        self.verify: list[tuple[int, float]] = []  # (γ + 1, seconds), the last 64 rounds
+        self.t_wait = Ema(weight)  # a payload waiting for the rest of its batch
+        self.eta = Ema(weight)  # spectral efficiency log2(1 + SNR) of an SNR link, bit/s/Hz
+        self.verify: list[tuple[int, float]] = []  # (positions in the forward pass, seconds), the last 64 rounds
         self.rounds = 0
 
     def add(
@@ -282,6 +309,9 @@ class Estimates:
         reported_rate: float | None,
         t_verify_s: float,
         t_down_s: float | None,
+        verify_positions: int | None = None,
+        t_wait_s: float = 0.0,
+        snr_db: float | None = None,
     ) -> None:
         self.rounds += 1
         self.acc = self.discount * self.acc + accepted
@@ -295,7 +325,10 @@ class Estimates:
             self.rate.add(8 * bytes_up / up_s)
         if t_down_s is not None and t_down_s >= 0:
             self.t_down.add(t_down_s)
-        self.verify.append((gamma + 1, t_verify_s))
+        self.t_wait.add(max(0.0, t_wait_s))
+        if snr_db is not None:
+            self.eta.add(math.log2(1.0 + 10.0 ** (snr_db / 10.0)))
+        self.verify.append((verify_positions or gamma + 1, t_verify_s))
         del self.verify[:-64]
 
     @property
@@ -305,16 +338,8 @@ class Estimates:
         return min(self.acc / self.trials, 0.999)
 
     def verify_model(self) -> tuple[float, float]:
-        """(c0, c1) of t_verify = c0 + c1·(γ + 1): least squares over recent rounds, c1 >= 0."""
-        xs = [x for x, _ in self.verify]
-        ys = [y for _, y in self.verify]
-        n = len(xs)
-        mx, my = sum(xs) / n, sum(ys) / n
-        sxx = sum((x - mx) ** 2 for x in xs)
-        if sxx < 1e-9:
-            return my, 0.0
-        c1 = max(0.0, sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx)
-        return my - c1 * mx, c1
+        """(c0, c1) of t_verify = c0 + c1·(positions in the pass): least squares over recent rounds, c1 >= 0."""
+        return fit_verify(self.verify)
 
     def link_model(self) -> LinkModel | None:
         if self.alpha is None or self.rate.value is None or not self.verify:
@@ -326,10 +351,23 @@ class Estimates:
             rate=self.rate.value,
             bits=self.bits_per_token.value or 0.0,
             header=self.header_bits.value or 0.0,
-            t_verify=max(c0, 0.0),
+            t_verify=max(c0, 0.0) + (self.t_wait.value or 0.0),
             t_verify_per_token=c1,
             t_down=self.t_down.value or 0.0,
         )
+
+
+def fit_verify(samples: Sequence[tuple[int, float]]) -> tuple[float, float]:
+    """(c0, c1) of seconds = c0 + c1·positions over (positions, seconds) samples, c1 >= 0."""
+    xs = [x for x, _ in samples]
+    ys = [y for _, y in samples]
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    if sxx < 1e-9:
+        return my, 0.0
+    c1 = max(0.0, sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx)
+    return my - c1 * mx, c1
 
 
 @dataclass
@@ -405,3 +443,106 @@ def policy_class(name: str) -> type[DraftPolicy]:
         register_policy(name, cls)
         return cls
     raise ValueError(f"unknown draft policy {name!r}; registered: {', '.join(sorted(POLICIES))}, or module:Class")
+
+
+# --- a shared band on the testbed (Multi-SPIN) -------------------------------------------------------
+
+
+def snr_to_eta(snr_db: float) -> float:
+    """Spectral efficiency log2(1 + SNR), bit/s/Hz."""
+    return math.log2(1.0 + 10.0 ** (snr_db / 10.0))
+
+
+class BandAllocator:
+    """Shares one uplink band among a grid point's agents under a bandwidth policy.
+
+    Starts from the equal split with the profile's γ (no estimates yet);
+    ``resolve`` re-solves from the agents' current estimates once every
+    agent has ``warmup_rounds`` rounds: ``equal-split`` keeps B/U and γ and
+    only updates its prediction, ``multispin-homogeneous`` picks one γ and
+    the finishing-time-equalising split, ``multispin-heterogeneous`` a γ and
+    a share per agent (exact DP on ``quanta`` parts of the band).
+    """
+
+    def __init__(
+        self,
+        policy: str,
+        band_hz: float,
+        names: Sequence[str],
+        snr_db: dict[str, float | None],
+        gamma: int,
+        gamma_max: int = 16,
+        warmup_rounds: int = 2,
+        quanta: int = 100,
+    ) -> None:
+        if policy not in ("equal-split", "multispin-homogeneous", "multispin-heterogeneous"):
+            raise ValueError(f"unknown bandwidth policy {policy!r}")
+        self.policy, self.band, self.names = policy, float(band_hz), sorted(names)
+        self.snr_db, self.gamma_max = snr_db, gamma_max
+        self.warmup_rounds, self.quanta = warmup_rounds, quanta
+        n = len(self.names)
+        self.gamma0 = gamma
+        self.allocation = Allocation((self.band / n,) * n, (gamma,) * n, math.nan, (math.nan,) * n)
+        self.solves = 0
+
+    # An agent that joined after the allocation was made (a reconnect) gets an equal share and the
+    # profile's γ; the others keep theirs until the next grid point.
+    def share(self, name: str) -> float:
+        if name not in self.names:
+            return self.band / len(self.names)
+        return self.allocation.bandwidth[self.names.index(name)]
+
+    def gamma(self, name: str) -> int:
+        if name not in self.names:
+            return self.gamma0
+        return self.allocation.gamma[self.names.index(name)]
+
+    def predicted(self, name: str) -> float | None:
+        if name not in self.names:
+            return None
+        value = self.allocation.per_device[self.names.index(name)]
+        return None if math.isnan(value) else value
+
+    def devices(self, estimates: dict[str, Estimates]) -> list[Device] | None:
+        """The allocator's view of every agent, or None while one lacks estimates."""
+        devices = []
+        for name in self.names:
+            est = estimates.get(name)
+            if est is None or est.rounds < self.warmup_rounds or est.alpha is None or not est.t_draft.value:
+                return None
+            eta = est.eta.value
+            if eta is None and self.snr_db.get(name) is not None:
+                eta = snr_to_eta(self.snr_db[name])
+            if not eta:
+                return None
+            devices.append(Device(est.alpha, est.t_draft.value, eta))
+        return devices
+
+    def resolve(self, estimates: dict[str, Estimates]) -> bool:
+        """Re-solve from the estimates; True when the allocation changed."""
+        devices = self.devices(estimates)
+        if devices is None:
+            return False
+        ests = [estimates[n] for n in self.names]
+        bits = sum(e.bits_per_token.value or 0.0 for e in ests) / len(ests)
+        header = sum(e.header_bits.value or 0.0 for e in ests) / len(ests)
+        samples = [x for e in ests for x in e.verify]
+        c0, c1 = fit_verify(samples)
+        gamma0 = self.allocation.gamma[0]
+        if self.policy == "multispin-heterogeneous":
+            # each device on its own cycle: server time of its pass plus the batching wait
+            t_verify = max(c0, 0.0) + c1 * (gamma0 + 1) + sum(e.t_wait.value or 0.0 for e in ests) / len(ests)
+            new = multispin_heterogeneous(devices, self.band, bits, t_verify, self.gamma_max, self.quanta, header)
+        else:
+            # one pass over the whole batch once the last payload is in
+            def t_verify(batch: int, gamma: int) -> float:
+                return max(c0, 0.0) + c1 * batch * (gamma + 1)
+
+            if self.policy == "multispin-homogeneous":
+                new = multispin_homogeneous(devices, self.band, bits, t_verify, self.gamma_max, header)
+            else:
+                new = equal_split(devices, self.band, bits, gamma0, t_verify, header)
+        changed = new.bandwidth != self.allocation.bandwidth or new.gamma != self.allocation.gamma
+        self.allocation = new
+        self.solves += 1
+        return changed

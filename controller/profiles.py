@@ -47,6 +47,15 @@ class Generation:
     draft_policy: str = "fixed"  # "fixed" | "tkslt" | a registered name | "module:Class"
     gamma_max: int = 16  # the largest γ an adaptive policy may choose
     uplink_rate_bps: float | None = None  # emulated uplink rate of every agent (overrides links.up.rate_bps)
+    # "off": verify each payload on arrival; "homogeneous": wait for every busy agent, one forward pass;
+    # "heterogeneous": one pass over whatever arrived within batch_window_s of the first; "auto": the
+    # bandwidth policy's mode (homogeneous for equal-split and multispin-homogeneous, else off)
+    batching: str = "auto"
+    batch_window_s: float = 0.02
+    # sharing links.band_hz among the agents: "none" | "equal-split" (B/U each, fixed γ) |
+    # "multispin-homogeneous" | "multispin-heterogeneous" (ALGORITHMS.md section 5)
+    bandwidth_policy: str = "none"
+    realloc_rounds: int = 8  # re-solve the allocation after this many verified rounds (all agents together)
 
 
 INDEX_ENCODINGS = ("auto", *INDEX_DTYPES, DENSE)
@@ -61,8 +70,13 @@ SWEEPABLE = (
     "temperature",
     "draft_policy",
     "uplink_rate_bps",
+    "batching",
+    "batch_window_s",
+    "bandwidth_policy",
     "agents",
 )
+BATCHING_MODES = ("auto", "off", "homogeneous", "heterogeneous")
+BANDWIDTH_POLICIES = ("none", "equal-split", "multispin-homogeneous", "multispin-heterogeneous")
 #: Baselines an experiment may measure beside its distributed top-K grid.
 BASELINES = ("target-only", "colocated", "full-distribution")
 
@@ -310,7 +324,14 @@ def check_generation(path: Path, g: Generation, where: str = "generation") -> Ge
     _typed(path, f"{where}.temperature", g.temperature, (int, float), "a number >= 0")
     if g.temperature < 0:
         raise ProfileError(f"{path}: {where}.temperature: expected a number >= 0, got {g.temperature}")
-    for name, lo in (("draft_length", 1), ("top_k", 1), ("max_new_tokens", 1), ("seed", 0), ("gamma_max", 1)):
+    for name, lo in (
+        ("draft_length", 1),
+        ("top_k", 1),
+        ("max_new_tokens", 1),
+        ("seed", 0),
+        ("gamma_max", 1),
+        ("realloc_rounds", 1),
+    ):
         value = _typed(path, f"{where}.{name}", getattr(g, name), int, f"an integer >= {lo}")
         if value < lo:
             raise ProfileError(f"{path}: {where}.{name}: expected an integer >= {lo}, got {value}")
@@ -319,11 +340,16 @@ def check_generation(path: Path, g: Generation, where: str = "generation") -> Ge
         ("sampling", SAMPLING_MODES),
         ("reconstruction", RECONSTRUCTIONS),
         ("index_dtype", INDEX_ENCODINGS),
+        ("batching", BATCHING_MODES),
+        ("bandwidth_policy", BANDWIDTH_POLICIES),
     ):
         if getattr(g, name) not in allowed:
             raise ProfileError(
                 f"{path}: {where}.{name}: expected one of {', '.join(allowed)}, got {getattr(g, name)!r}"
             )
+    window = _typed(path, f"{where}.batch_window_s", g.batch_window_s, (int, float), "seconds >= 0")
+    if not 0 <= window < 60:
+        raise ProfileError(f"{path}: {where}.batch_window_s: expected seconds in [0, 60), got {window}")
     if g.draft_length > g.gamma_max:
         raise ProfileError(f"{path}: {where}.draft_length: {g.draft_length} exceeds gamma_max {g.gamma_max}")
     if g.uplink_rate_bps is not None:
@@ -342,8 +368,10 @@ def check_generation(path: Path, g: Generation, where: str = "generation") -> Ge
 def load_links(path: Path, data: Any) -> dict:
     """``links``: emulated links, ``up``/``down`` for every agent and per-agent overrides.
 
-    ``{up: LINK, down: LINK, seed: int, agents: {NAME: {up: LINK, down: LINK, draft_delay_s: s}}}``;
+    ``{up: LINK, down: LINK, seed: int, band_hz: Hz, agents: {NAME: {up: LINK, down: LINK, draft_delay_s: s}}}``;
     LINK fields are those of ``agent.link``; a ``trace_file`` (CSV ``t_s,value``) is read into ``trace``.
+    ``band_hz`` is an uplink band the agents share (FDMA): each agent's uplink is then an SNR link
+    (``snr_db`` or an SNR trace) whose ``bandwidth_hz`` the generation's ``bandwidth_policy`` sets.
     """
     from agent.link import Link, LinkError
 
@@ -351,7 +379,7 @@ def load_links(path: Path, data: Any) -> dict:
         return {}
     if not isinstance(data, dict):
         raise ProfileError(f"{path}: links: expected a mapping with up, down, seed, agents")
-    _unknown(path, "links", data, {"up", "down", "seed", "agents"})
+    _unknown(path, "links", data, {"up", "down", "seed", "agents", "band_hz"})
 
     def link(where: str, spec: Any) -> dict:
         if spec is None:
@@ -362,13 +390,21 @@ def load_links(path: Path, data: Any) -> dict:
         if "trace_file" in spec:
             spec["trace"] = read_trace(path, where, spec.pop("trace_file"))
         try:
-            Link(spec)
+            Link({"bandwidth_hz": 1.0, **spec} if band and where.endswith(".up") else spec)
         except LinkError as exc:
             raise ProfileError(f"{path}: {where}.{exc}") from None
         return spec
 
+    band = data.get("band_hz")
+    if band is not None:
+        band = _typed(path, "links.band_hz", band, (int, float), "a bandwidth in Hz")
+        if not band > 0:
+            raise ProfileError(f"{path}: links.band_hz: expected a positive bandwidth in Hz, got {band}")
+
     out: dict[str, Any] = {"up": link("links.up", data.get("up")), "down": link("links.down", data.get("down"))}
     out["seed"] = _typed(path, "links.seed", data.get("seed", 0), int, "an integer")
+    if band is not None:
+        out["band_hz"] = float(band)
     agents = data.get("agents") or {}
     if not isinstance(agents, dict):
         raise ProfileError(f"{path}: links.agents: expected a mapping of agent name to up/down/draft_delay_s")
@@ -386,6 +422,16 @@ def load_links(path: Path, data: Any) -> dict:
             "down": link(f"links.agents.{name}.down", spec.get("down")),
             "draft_delay_s": float(delay),
         }
+    if band is not None:
+        for name, spec in [("links.up", out["up"])] + [
+            (f"links.agents.{n}.up", a["up"]) for n, a in out["agents"].items()
+        ]:
+            if "rate_bps" in spec or spec.get("trace_kind", "rate") == "rate" and "trace" in spec:
+                raise ProfileError(f"{path}: {name}: with links.band_hz an uplink has snr_db or an SNR trace, no rate")
+        for n, a in out["agents"].items():
+            up = {**out["up"], **a["up"]}
+            if "snr_db" not in up and "trace" not in up:
+                raise ProfileError(f"{path}: links.agents.{n}.up.snr_db: each agent sharing links.band_hz needs an SNR")
     return out
 
 
@@ -599,6 +645,11 @@ def load_experiment(ref: str, prompts: str | None = None, **overrides: Any) -> E
         pair = load_model_pair(models)
     except ProfileError as exc:
         raise ProfileError(f"{path}: models: {exc}") from None
+    links = load_links(path, data.get("links"))
+    policies = {generation.bandwidth_policy, *sweep.get("bandwidth_policy", [])}
+    policies |= {v.get("bandwidth_policy") for v in sweep.get("variants", [])} - {None}
+    if policies - {"none"} and "band_hz" not in links:
+        raise ProfileError(f"{path}: links.band_hz: bandwidth_policy {sorted(policies - {'none'})[0]} needs a band")
     return Experiment(
         name=str(data.get("name", path.stem)),
         models=pair,
@@ -616,7 +667,7 @@ def load_experiment(ref: str, prompts: str | None = None, **overrides: Any) -> E
         seeds=list(seeds),
         controller_device=picked["controller"],
         agent_device=picked["agents"],
-        links=load_links(path, data.get("links")),
+        links=links,
     )
 
 

@@ -21,6 +21,7 @@ PHASE_COLOURS = {
     "packing": "#8172B3",
     "uplink": "#937860",
     "decode": "#DA8BC3",
+    "batch_wait": "#BBBBBB",
     "target_forward": "#C44E52",
     "verification": "#DD8452",
     "reply": "#CCB974",

@@ -61,14 +61,27 @@ class RoundRecord:
     next_draft_length: int | None = None  # γ the policy chose for the agent's next round
     predicted_goodput: float | None = None  # tokens/s the policy's model predicts at its choice
     alpha_estimate: float | None = None  # the policy's running acceptance estimate
+    batch_size: int = 1  # payloads verified in the same target forward pass
+    band_hz: float | None = None  # the agent's share of a shared uplink band when this round was sent
 
 
 #: Phases of a round, in order.  ``reply`` runs from the verdict being ready to
 #: its receipt by the agent, and ``rollback`` is the agent applying it; both
 #: belong to the previous round and arrive with this round's payload.
-PHASES = ("drafting", "packing", "uplink", "decode", "target_forward", "verification", "reply", "rollback")
+#: ``batch_wait`` is a decoded payload waiting for the others of its batch.
+PHASES = (
+    "drafting",
+    "packing",
+    "uplink",
+    "decode",
+    "batch_wait",
+    "target_forward",
+    "verification",
+    "reply",
+    "rollback",
+)
 AGENT_PHASES = ("drafting", "packing", "rollback")
-CONTROLLER_PHASES = ("decode", "target_forward", "verification")
+CONTROLLER_PHASES = ("decode", "batch_wait", "target_forward", "verification")
 
 
 def host_facts() -> dict[str, Any]:

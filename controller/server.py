@@ -28,6 +28,7 @@ from agent.protocol import (
     DraftRequest,
     Error,
     Hello,
+    LinkUpdate,
     Message,
     ProtocolError,
     Ready,
@@ -39,7 +40,9 @@ from agent.protocol import (
     index_dtype_for,
     zmtp_frame_bytes,
 )
+from controller.batch import batched_logits
 from controller.clocksync import ClockEstimator
+from controller.policies import BandAllocator, Decision
 from controller.profiles import Generation
 from controller.results import RoundRecord
 from controller.verify import greedy_verify, reconstruct, speculative_verify, tail_mass
@@ -48,6 +51,7 @@ log = logging.getLogger(__name__)
 
 SYNC_PINGS_START = 8  # clock-offset pings when an agent becomes ready
 SYNC_PINGS_BETWEEN = 4  # and between prompts
+BATCH_WAIT_LIMIT_S = 30.0  # a homogeneous batch verifies without an agent silent this long
 
 
 def job_seed(seed: int, prompt_id: str) -> int:
@@ -88,6 +92,25 @@ def eos_token_ids(model: LoadedModel) -> set[int]:
 
 
 @dataclass
+class _Round:
+    """One payload on its way through a batch: what arrived, then what verification made of it."""
+
+    session: Session
+    msg: DraftPayload
+    frame_len: int
+    t_recv: int  # controller ns: frame received
+    t_decoded: int  # decoded and staged
+    t_batch: int  # its batch's forward pass started
+    drafts: torch.Tensor  # [γ] long
+    committed: list[int]  # prompt and tokens generated so far
+    topk_probs: torch.Tensor  # [γ, K] float32
+    t_target: int = 0  # forward pass done
+    t_verified: int = 0
+    n_accepted: int = 0
+    next_token: int = 0
+
+
+@dataclass
 class Session:
     """One connected agent."""
 
@@ -112,6 +135,8 @@ class Session:
     policy_key: tuple | None = None
     estimates: object = None  # controller.policies.Estimates
     next_gamma: int = 0  # γ asked for in the last verdict
+    staged: tuple | None = None  # (payload, frame bytes, received ns, decoded ns) waiting for its batch
+    band_hz: float | None = None  # the agent's share of links.band_hz, as last sent to it
     configures_out: int = 0  # CONFIGUREs sent and not yet answered with READY
 
 
@@ -157,6 +182,10 @@ class Controller:
         self.started = False
         self.first_request_ns: int | None = None  # generation window on the controller's clock
         self.last_output_ns: int | None = None
+        self.allocator: BandAllocator | None = None  # the grid point's bandwidth policy, once prompts start
+        self.rounds_since_solve = 0
+        self.batch_deadline_ns: int | None = None  # verify the staged payloads by then at the latest
+        self.link_updates = 0  # LINK messages sent
         self.ctx = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 2000)
@@ -200,6 +229,7 @@ class Controller:
         self.max_agents = agents
         self.min_agents = agents or max(1, len(self.sessions))
         self.first_request_ns = self.last_output_ns = None
+        self.allocator, self.rounds_since_solve, self.batch_deadline_ns = None, 0, None
         for session in list(self.sessions.values()):
             session.policy = None  # fresh estimates for every grid point
             if session.settings != self.session_settings(session.name):
@@ -218,6 +248,9 @@ class Controller:
             up = {**links.get("up", {}), **own.get("up", {})}
             if gen.uplink_rate_bps:
                 up["rate_bps"] = float(gen.uplink_rate_bps)
+            if "band_hz" in links:
+                # the whole band until the bandwidth policy's LINK message gives the agent its share
+                up["bandwidth_hz"] = float(links["band_hz"])
             down = {**links.get("down", {}), **own.get("down", {})}
             seed = int(links.get("seed", 0)) + int.from_bytes(hashlib.sha256(name.encode()).digest()[:3], "little")
             settings["link"] = {"up": up, "down": down, "seed": seed}
@@ -277,8 +310,15 @@ class Controller:
                 raise TimeoutError(f"{what} after {timeout_s} s")
             if check:
                 check()
-            if not poller.poll(100):
+            wait_ms = 100
+            if self.batch_deadline_ns is not None:
+                wait_ms = max(0, min(100, (self.batch_deadline_ns - time.monotonic_ns()) // 1_000_000 + 1))
+            if not poller.poll(wait_ms):
+                if self.batch_deadline_ns is not None and time.monotonic_ns() >= self.batch_deadline_ns:
+                    self.flush_batch()
                 continue
+            if self.batch_deadline_ns is not None and time.monotonic_ns() >= self.batch_deadline_ns:
+                self.flush_batch()  # messages keep coming: the window still closes on time
             parts = self.sock.recv_multipart()
             t_recv = time.monotonic_ns()
             if len(parts) != 2:
@@ -325,6 +365,7 @@ class Controller:
 
     def _configure(self, session: Session) -> None:
         session.settings = self.session_settings(session.name)
+        session.band_hz = None  # a (re)configured link starts from the settings' band
         session.configures_out += 1
         self._send(session.identity, Configure(session.settings))
 
@@ -372,6 +413,16 @@ class Controller:
             self.started = True
             chosen = sorted(synced, key=lambda s: s.name)[: self.max_agents or len(synced)]
             self.active = {s.name for s in chosen} if self.max_agents else None
+            g = self.generation
+            if g.bandwidth_policy != "none":
+                self.allocator = BandAllocator(
+                    g.bandwidth_policy,
+                    self.links["band_hz"],
+                    [s.name for s in chosen],
+                    {s.name: s.settings["link"]["up"].get("snr_db") for s in chosen},
+                    g.draft_length,
+                    g.gamma_max,
+                )
             for s in chosen:
                 self._assign_one(s)
             return
@@ -418,6 +469,9 @@ class Controller:
         session.generator.manual_seed(job.seed + 1)
         self._policy(session)
         session.next_gamma = self.generation.draft_length
+        if self.allocator is not None:
+            session.next_gamma = self.allocator.gamma(session.name)
+            self._send_share(session)
         self._send(
             session.identity,
             DraftRequest(session.request_id, job.prompt_id, job.prompt_token_ids, session.next_gamma, job.seed),
@@ -433,51 +487,157 @@ class Controller:
                 f"payload for request {msg.request_id} round {msg.round}, expected "
                 f"request {session.request_id} round {session.round}",
             )
-        g = self.generation
-        drafts = torch.from_numpy(msg.token_ids.astype("int64"))  # [γ]
-        committed = job.prompt_token_ids + job.generated
-        logits = session.target.logits(committed + drafts.tolist(), len(committed) - 1)  # [γ + 1, V]
-        t_target = time.monotonic_ns()
-        topk_probs = torch.from_numpy(msg.topk_probs.astype("float32"))  # [γ, K]
-        if g.temperature == 0:
-            n_accepted, next_token = greedy_verify(drafts, logits)
-        else:
-            p = probs_from_logits(logits, g.temperature)  # [γ + 1, V]
-            if msg.dense:
-                q = topk_probs  # [γ, V]: the distribution itself
-            else:
-                strategy = g.reconstruction if g.sampling == "full" else "renormalise"
-                topk_idx = torch.from_numpy(msg.topk_indices.astype("int64"))  # [γ, K]
-                q = reconstruct(topk_idx, topk_probs, self.vocab_size, strategy)  # [γ, V]
-            qx = torch.from_numpy(msg.draft_probs.copy())  # [γ]
-            n_accepted, next_token = speculative_verify(drafts, q, p, session.generator, draft_token_probs=qx)
-        t_verified = time.monotonic_ns()
+        if session.staged is not None:
+            raise ProtocolError("unexpected", f"a second payload for round {msg.round} before its verdict")
+        session.staged = (msg, frame_len, t_recv, t_decoded)
+        if self.batch_deadline_ns is None:
+            limit = self.generation.batch_window_s if self.batching == "heterogeneous" else BATCH_WAIT_LIMIT_S
+            self.batch_deadline_ns = t_decoded + int(limit * 1e9)
+        self.flush_batch()
 
-        new, done = job.extend(drafts[:n_accepted].tolist() + [next_token], self.eos_ids)
+    @property
+    def batching(self) -> str:
+        """The batching mode in force: the profile's, or the bandwidth policy's when "auto"."""
+        mode = self.generation.batching
+        if mode != "auto":
+            return mode
+        return {"equal-split": "homogeneous", "multispin-homogeneous": "homogeneous"}.get(
+            self.generation.bandwidth_policy, "heterogeneous" if self.allocator else "off"
+        )
+
+    def flush_batch(self) -> None:
+        """Verify the staged payloads whenever the batching mode says a batch is complete.
+
+        "off": every staged payload, one pass each.  "homogeneous": one pass
+        once every agent with a prompt has a payload staged (an agent that
+        finishes its prompt is no longer waited for).  "heterogeneous": one
+        pass once the batch window after the first staged payload has passed,
+        or sooner when every busy agent is staged.
+        """
+        while True:
+            staged = sorted((s for s in self.sessions.values() if s.staged is not None), key=lambda s: s.staged[2])
+            if not staged:
+                self.batch_deadline_ns = None
+                return
+            mode = self.batching
+            busy = [s for s in self.sessions.values() if s.job is not None]
+            complete = mode == "off" or all(s.staged is not None for s in busy)
+            late = self.batch_deadline_ns is not None and time.monotonic_ns() >= self.batch_deadline_ns
+            if not complete and late:
+                if mode == "homogeneous":
+                    self.errors["batch_wait_limit"] += 1
+                    log.warning(
+                        "a homogeneous batch waited %.0f s for %d agent(s); verifying without them",
+                        BATCH_WAIT_LIMIT_S,
+                        len(busy) - len(staged),
+                    )
+                complete = True
+            if not complete:
+                return
+            self.batch_deadline_ns = None
+            for batch in [[s] for s in staged] if mode == "off" else [staged]:
+                self._verify_batch(batch)
+
+    def _verify_batch(self, batch: list[Session]) -> None:
+        """One target forward pass over the batch's drafts, then each agent's verification and verdict."""
+        g = self.generation
+        t_batch = time.monotonic_ns()
+        rounds = []
+        for session in batch:
+            msg, frame_len, t_recv, t_decoded = session.staged
+            session.staged = None
+            job = session.job
+            rounds.append(
+                _Round(
+                    session,
+                    msg,
+                    frame_len,
+                    t_recv,
+                    t_decoded,
+                    t_batch,
+                    drafts=torch.from_numpy(msg.token_ids.astype("int64")),  # [γ]
+                    committed=job.prompt_token_ids + job.generated,
+                    topk_probs=torch.from_numpy(msg.topk_probs.astype("float32")),  # [γ, K]
+                )
+            )
+        all_logits = batched_logits(
+            [r.session.target for r in rounds],
+            [r.committed + r.drafts.tolist() for r in rounds],
+            [len(r.committed) - 1 for r in rounds],
+        )  # each [γ + 1, V]
+        t_target = time.monotonic_ns()
+        positions = sum(len(r.drafts) + 1 for r in rounds)
+        for r, logits in zip(rounds, all_logits, strict=True):
+            r.t_target = t_target
+            t0 = time.monotonic_ns()
+            if g.temperature == 0:
+                r.n_accepted, r.next_token = greedy_verify(r.drafts, logits)
+            else:
+                p = probs_from_logits(logits, g.temperature)  # [γ + 1, V]
+                if r.msg.dense:
+                    q = r.topk_probs  # [γ, V]: the distribution itself
+                else:
+                    strategy = g.reconstruction if g.sampling == "full" else "renormalise"
+                    topk_idx = torch.from_numpy(r.msg.topk_indices.astype("int64"))  # [γ, K]
+                    q = reconstruct(topk_idx, r.topk_probs, self.vocab_size, strategy)  # [γ, V]
+                qx = torch.from_numpy(r.msg.draft_probs.copy())  # [γ]
+                r.n_accepted, r.next_token = speculative_verify(
+                    r.drafts, q, p, r.session.generator, draft_token_probs=qx
+                )
+            r.t_verified = time.monotonic_ns()
+            self._estimate(r, server_ns=(t_target - t_batch) + (r.t_verified - t0), positions=positions)
+        if self.allocator is not None:
+            self.rounds_since_solve += len(rounds)
+            if self.rounds_since_solve >= g.realloc_rounds:
+                self.rounds_since_solve = 0
+                self.allocator.resolve({s.name: s.estimates for s in self.sessions.values()})
+        for r in rounds:
+            self._reply(r, len(rounds))
+
+    def _estimate(self, r: _Round, server_ns: int, positions: int) -> None:
+        """Feed the round into the agent's online estimates (the draft and bandwidth policies read them)."""
+        msg, session = r.msg, r.session
         t = msg.times
-        clock = session.clock
-        to_ctrl = clock.to_controller if clock.samples else (lambda ns: ns)
-        est = session.estimates
+        to_ctrl = session.clock.to_controller if session.clock.samples else (lambda ns: ns)
         per_token = msg.token_ids.itemsize + 4 + msg.top_k * (0 if msg.dense else msg.topk_indices.itemsize)
         per_token += msg.top_k * msg.topk_probs.itemsize + (4 if msg.tv is not None else 0)
         link = msg.link or {}
         reply_s = (to_ctrl(t[3]) - session.last_verified_ns) / 1e9 if t[3] and session.last_verified_ns else None
-        est.add(
+        session.estimates.add(
             gamma=msg.draft_length,
-            accepted=n_accepted,
+            accepted=r.n_accepted,
             t_draft_s=(t[1] - t[0]) / 1e9,
-            bytes_up=zmtp_frame_bytes(frame_len),
+            bytes_up=zmtp_frame_bytes(r.frame_len),
             per_token_bytes=per_token,
-            up_s=(t_recv - to_ctrl(t[2])) / 1e9,
+            up_s=(r.t_recv - to_ctrl(t[2])) / 1e9,
             reported_rate=link.get("rate_bps"),
-            t_verify_s=(t_verified - t_decoded) / 1e9,
+            t_verify_s=server_ns / 1e9,
             t_down_s=reply_s,
+            verify_positions=positions,
+            t_wait_s=(r.t_batch - r.t_decoded) / 1e9,
+            snr_db=link.get("snr_db"),
         )
-        decision = session.policy.decide(est)
+
+    def _reply(self, r: _Round, batch_size: int) -> None:
+        """Choose the next γ (and band share), send the verdict, record the round, finish the prompt if done."""
+        session, msg = r.session, r.msg
+        job = session.job
+        g = self.generation
+        new, done = job.extend(r.drafts[: r.n_accepted].tolist() + [r.next_token], self.eos_ids)
+        t = msg.times
+        clock = session.clock
+        to_ctrl = clock.to_controller if clock.samples else (lambda ns: ns)
+        est = session.estimates
+        band_sent = session.band_hz  # the share this round's payload was sent with
+        if self.allocator is not None:
+            decision = Decision(self.allocator.gamma(session.name), self.allocator.predicted(session.name))
+            self._send_share(session)  # before the verdict: the next payload uses it
+        else:
+            decision = session.policy.decide(est)
         session.next_gamma = max(1, min(int(decision.gamma), g.gamma_max))
         t_reply = time.monotonic_ns()
         verdict = Verdict(
-            msg.request_id, msg.round, n_accepted, next_token, done, session.next_gamma, [t_recv, t_reply]
+            msg.request_id, msg.round, r.n_accepted, r.next_token, done, session.next_gamma, [r.t_recv, t_reply]
         )
         bytes_down = self._send(session.identity, verdict)
         session.round += 1
@@ -485,15 +645,16 @@ class Controller:
         phases = {
             "drafting": [to_ctrl(t[0]), to_ctrl(t[1])],
             "packing": [to_ctrl(t[1]), to_ctrl(t[2])],
-            "uplink": [to_ctrl(t[2]), t_recv],
-            "decode": [t_recv, t_decoded],
-            "target_forward": [t_decoded, t_target],
-            "verification": [t_target, t_verified],
+            "uplink": [to_ctrl(t[2]), r.t_recv],
+            "decode": [r.t_recv, r.t_decoded],
+            "batch_wait": [r.t_decoded, r.t_batch],
+            "target_forward": [r.t_batch, r.t_target],
+            "verification": [r.t_target, r.t_verified],
         }
         if t[3] and session.last_verified_ns:
             phases["reply"] = [session.last_verified_ns, to_ctrl(t[3])]
             phases["rollback"] = [to_ctrl(t[3]), to_ctrl(t[4])]
-        session.last_verified_ns = t_verified
+        session.last_verified_ns = r.t_verified
         self.on_round(
             RoundRecord(
                 agent=session.name,
@@ -501,29 +662,31 @@ class Controller:
                 request_id=msg.request_id,
                 round=msg.round,
                 draft_length=msg.draft_length,
-                accepted=n_accepted,
+                accepted=r.n_accepted,
                 emitted=len(new),
-                next_kind="bonus" if n_accepted == msg.draft_length else "recovered",
-                bytes_up=zmtp_frame_bytes(frame_len),
+                next_kind="bonus" if r.n_accepted == msg.draft_length else "recovered",
+                bytes_up=zmtp_frame_bytes(r.frame_len),
                 bytes_down=bytes_down,
                 agent_draft_start_ns=t[0],
                 agent_draft_end_ns=t[1],
                 agent_send_ns=t[2],
                 agent_prev_verdict_recv_ns=t[3],
                 agent_prev_rollback_done_ns=t[4],
-                ctrl_recv_ns=t_recv,
-                ctrl_decoded_ns=t_decoded,
-                ctrl_target_done_ns=t_target,
-                ctrl_verified_ns=t_verified,
+                ctrl_recv_ns=r.t_recv,
+                ctrl_decoded_ns=r.t_decoded,
+                ctrl_target_done_ns=r.t_target,
+                ctrl_verified_ns=r.t_verified,
                 ctrl_reply_ns=t_reply,
-                tail_mass=float(tail_mass(topk_probs).mean()),
+                tail_mass=float(tail_mass(r.topk_probs).mean()),
                 tv_distance=float(msg.tv.mean()) if msg.tv is not None else None,
-                clock_offset_ns=round(clock.offset_at(t_recv)) if clock.samples else None,
+                clock_offset_ns=round(clock.offset_at(r.t_recv)) if clock.samples else None,
                 phases=phases,
-                channel=dict(link) or None,
+                channel=dict(msg.link or {}) or None,
                 next_draft_length=session.next_gamma,
                 predicted_goodput=decision.predicted_goodput,
                 alpha_estimate=est.alpha,
+                batch_size=batch_size,
+                band_hz=band_sent,
             )
         )
         if done:
@@ -536,11 +699,21 @@ class Controller:
             if self.pending:
                 self._sync_clock(session, SYNC_PINGS_BETWEEN)
 
+    def _send_share(self, session: Session) -> None:
+        """Send the agent its band share when the allocation moved it (by more than 0.5%)."""
+        share = self.allocator.share(session.name) if self.allocator else None
+        if share is None or (session.band_hz and abs(share - session.band_hz) <= 0.005 * session.band_hz):
+            return
+        self._send(session.identity, LinkUpdate(up={"bandwidth_hz": share}))
+        session.band_hz = share
+        self.link_updates += 1
+
     def agent_lost(self, identity: bytes, why: str) -> None:
-        """Forget an agent; its unfinished prompt goes back to the queue."""
+        """Forget an agent; its unfinished prompt goes back to the queue (its staged payload is dropped)."""
         session = self.sessions.pop(identity, None)
         if session is None:
             return
+        self.flush_batch()  # a homogeneous batch no longer waits for it
         log.warning("agent %s left: %s", session.name, why)
         self.departed.append(session)
         if session.job is not None:

@@ -61,3 +61,19 @@ def test_loss_costs_retransmission_timeouts_at_the_stated_rate():
 def test_bad_specs_name_the_field(spec, field):
     with pytest.raises(LinkError, match=field):
         Link(spec)
+
+
+def test_constant_snr_link_follows_its_band_share():
+    link = Link({"snr_db": 10.0, "bandwidth_hz": 1e5})
+    eta = math.log2(1 + 10.0)
+    assert link.state(0.0)[0] == pytest.approx(1e5 * eta)
+    link.set_bandwidth(2.5e4)
+    rate, snr = link.state(5.0)
+    assert rate == pytest.approx(2.5e4 * eta) and snr == 10.0
+    assert link.transfer(1000, 5.0).seconds == pytest.approx(8000 / (2.5e4 * eta))
+    with pytest.raises(LinkError, match="bandwidth_hz"):
+        Link({"rate_bps": 1e6}).set_bandwidth(1e5)
+    with pytest.raises(LinkError, match="bandwidth_hz"):
+        Link({"snr_db": 3.0})
+    with pytest.raises(LinkError, match="snr_db"):
+        Link({"snr_db": 3.0, "rate_bps": 1e6, "bandwidth_hz": 1e5})

@@ -15,6 +15,7 @@ from agent.protocol import (
     DraftRequest,
     Error,
     Hello,
+    LinkUpdate,
     MsgType,
     ProtocolError,
     Ready,
@@ -81,6 +82,8 @@ def test_index_dtype_is_the_narrowest():
         TimePing(4, 123456789),
         TimePong(4, 123456789, 5, 6),
         Telemetry("orin-1", ["t_ns", "cpu_percent", "power_total_w"], [[1, 12.5, None], [2, 13.0, None]]),
+        LinkUpdate(up={"bandwidth_hz": 2.5e5}),
+        LinkUpdate(up={"rate_bps": 1e6}, down={"rate_bps": 5e6}),
     ],
 )
 def test_round_trip(message):
@@ -193,3 +196,19 @@ def test_bad_dtype_code():
 
 def test_every_type_code_has_a_class():
     assert set(MESSAGE_TYPES) == set(MsgType)
+
+
+@pytest.mark.parametrize(
+    "up",
+    [
+        {"bandwidth_hz": float("nan")},
+        {"bandwidth_hz": 0},
+        {"rate_bps": -1.0},
+        {"speed": 1.0},
+        {"rate_bps": True},
+        {"rate_bps": 1e6, "bandwidth_hz": 1e5},
+        [1],
+    ],
+)
+def test_bad_link_updates(up):
+    expect("malformed", pack([PROTOCOL_VERSION, int(MsgType.LINK), up, {}]))

@@ -155,3 +155,23 @@ def test_grid_expansion(tmp_path):
     first_topk = next(i for i, p in enumerate(grid) if p.scheme == "top-k")
     assert all(p.scheme != "top-k" for p in grid[:first_topk])
     assert grid[first_topk].seed == 3
+
+
+@pytest.mark.parametrize(
+    "data, needles",
+    [
+        (with_(generation__bandwidth_policy="multispin"), ("generation.bandwidth_policy", "multispin-homogeneous")),
+        (with_(generation__batching="sometimes"), ("generation.batching", "heterogeneous")),
+        (with_(generation__batch_window_s=-1), ("generation.batch_window_s",)),
+        (with_(generation__bandwidth_policy="equal-split"), ("links.band_hz", "needs a band")),
+        (
+            with_(sweep={"bandwidth_policy": ["none", "multispin-heterogeneous"]}),
+            ("links.band_hz", "multispin-heterogeneous"),
+        ),
+        (with_(links={"band_hz": 1e6, "agents": {"a": {"up": {"rate_bps": 1e6}}}}), ("links.agents.a.up", "no rate")),
+        (with_(links={"band_hz": 1e6, "agents": {"a": {"draft_delay_s": 0.1}}}), ("links.agents.a.up.snr_db",)),
+        (with_(links={"band_hz": "wide"}), ("links.band_hz",)),
+    ],
+)
+def test_band_and_batching_errors_name_the_field(tmp_path, data, needles):
+    fails(tmp_path, data, *needles)
