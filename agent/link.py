@@ -82,6 +82,14 @@ def parse_rate(value: object) -> float:
     return parse_quantity(value, _RATE_UNITS, "a rate in bit/s")
 
 
+_BAND_UNITS = {"hz": 1.0, "khz": 1e3, "mhz": 1e6, "ghz": 1e9}
+
+
+def parse_bandwidth(value: object) -> float:
+    """Hz from 1e7, "1e7", "10MHz", "250khz"."""
+    return parse_quantity(value, _BAND_UNITS, "a bandwidth in Hz")
+
+
 def parse_seconds(value: object) -> float:
     return parse_quantity(value, _TIME_UNITS, "a time in seconds")
 
@@ -107,7 +115,7 @@ class Link:
         spec = dict(spec or {})
         for key in ("rate_bps", "bandwidth_hz"):
             if isinstance(spec.get(key), str):
-                spec[key] = parse_quantity(spec[key], {**_RATE_UNITS, "hz": 1.0, "khz": 1e3, "mhz": 1e6}, key)
+                spec[key] = parse_quantity(spec[key], {**_RATE_UNITS, **_BAND_UNITS}, key)
         for key in ("delay_s", "jitter_s", "rto_s"):
             if isinstance(spec.get(key), str):
                 spec[key] = parse_seconds(spec[key])

@@ -33,6 +33,9 @@ repetitions are pooled and ``tokens_per_s_std`` is their spread):
 ``predicted_tokens_per_s``  the draft or bandwidth policy's model: the sum over
                           agents of the mean over that agent's rounds of its
                           predicted goodput at the γ (and band share) chosen
+``tokens_per_s_steady``   tokens per second while every agent of the point was
+                          drafting (no start-up, no tail of agents without
+                          prompts): the regime the predictions describe
 ``batching``              verification batching mode (auto, off, homogeneous,
                           heterogeneous); ``bandwidth_policy`` the band's policy
 ``mean_batch_size``       payloads per target forward pass, over rounds
@@ -92,6 +95,7 @@ COLUMNS = (
     "greedy_agreement",
     "greedy_identical",
     "predicted_tokens_per_s",
+    "tokens_per_s_steady",
     "mean_uplink_rate_bps",
     "mean_batch_size",
 )
@@ -163,6 +167,27 @@ class RunData:
                     total += summary["energy_j"]
                     hosts.add(host)
         return (total if hosts else None), sorted(hosts)
+
+
+def steady_window(rounds: list[dict]) -> tuple[float, int]:
+    """(seconds, tokens) of the span in which every agent of a point was drafting.
+
+    Each agent's span runs from its first round's drafting start to its last
+    verdict (controller clock); the steady window is their intersection, and
+    its tokens are those of rounds verified inside it.  The policies' models
+    predict this regime: every device busy, no start-up or tail.
+    """
+    spans: dict[str, list[int]] = {}
+    for r in rounds:
+        start = (r.get("phases") or {}).get("drafting", [r["ctrl_recv_ns"]])[0]
+        span = spans.setdefault(r["agent"], [start, r["ctrl_verified_ns"]])
+        span[0], span[1] = min(span[0], start), max(span[1], r["ctrl_verified_ns"])
+    if not spans:
+        return 0.0, 0
+    lo, hi = max(a for a, _ in spans.values()), min(b for _, b in spans.values())
+    if hi <= lo:
+        return 0.0, 0
+    return (hi - lo) / 1e9, sum(r["emitted"] for r in rounds if lo < r["ctrl_verified_ns"] <= hi)
 
 
 def summary_rows(run: RunData) -> list[dict[str, Any]]:
@@ -263,6 +288,10 @@ def summary_rows(run: RunData) -> list[dict[str, Any]]:
             row["predicted_tokens_per_s"] = sum(_mean(v) for v in per_agent.values())
         if distributed and n_rounds:
             row["mean_batch_size"] = _mean([r.get("batch_size", 1) for r in rounds])
+            steady = [steady_window(run.rounds.get(p["id"], [])) for p in points]
+            steady_s = sum(w for w, _ in steady)
+            if steady_s > 0:
+                row["tokens_per_s_steady"] = sum(t for _, t in steady) / steady_s
         rates = [(r.get("channel") or {}).get("rate_bps") for r in rounds]
         if any(v is not None for v in rates):
             row["mean_uplink_rate_bps"] = _mean(rates)
@@ -447,6 +476,8 @@ def make_plots(rows: list[dict], out: Path) -> list[tuple[Path, str]]:
         plt.close(fig)
         written.append((path, "Acceptance and throughput against the draft length γ."))
 
+    written.extend(_policy_plots(rows, out, plt))
+
     shown = []
     for scheme in ("target-only", "colocated", "full-distribution", "top-k"):
         candidates = [r for r in rows if r["scheme"] == scheme and r["tokens_per_s"] is not None]
@@ -499,6 +530,97 @@ def make_plots(rows: list[dict], out: Path) -> list[tuple[Path, str]]:
 
 
 # --- report.md -----------------------------------------------------------------------------------
+
+
+def policy_label(row: dict) -> str:
+    """How a configuration chose γ and shared the band, in a few words."""
+    if row.get("bandwidth_policy") not in (None, "none"):
+        label = str(row["bandwidth_policy"])
+        return f"{label}, γ={row['draft_length']}" if label == "equal-split" else label
+    if row.get("draft_policy") in (None, "fixed"):
+        return f"fixed γ={row['draft_length']}"
+    return str(row["draft_policy"])
+
+
+def _policy_plots(rows: list[dict], out: Path, plt) -> list[tuple[Path, str]]:
+    """Measured goodput beside the policies' predictions: against the uplink rate, or side by side."""
+    modelled = [
+        r
+        for r in rows
+        if r["scheme"] == "top-k" and r["predicted_tokens_per_s"] is not None and r["tokens_per_s"] is not None
+    ]
+    if not modelled:
+        return []
+    rates = sorted({r["uplink_rate_bps"] for r in modelled if r["uplink_rate_bps"] is not None})
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in modelled:
+        groups[policy_label(r)].append(r)
+    if len(rates) > 1:
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.6))
+        for i, (label, rs) in enumerate(sorted(groups.items())):
+            rs = sorted((r for r in rs if r["uplink_rate_bps"] is not None), key=lambda r: r["uplink_rate_bps"])
+            xs = [r["uplink_rate_bps"] for r in rs]
+            colour = f"C{i}"
+            adaptive = not label.startswith("fixed")
+            a1.errorbar(
+                xs,
+                [r["tokens_per_s"] for r in rs],
+                yerr=[r["tokens_per_s_std"] or 0 for r in rs],
+                fmt="o-",
+                color=colour,
+                lw=2.2 if adaptive else 1.2,
+                capsize=3,
+                label=f"{label} measured",
+            )
+            a1.plot(
+                xs, [r["predicted_tokens_per_s"] for r in rs], "x--", color=colour, lw=1, label=f"{label} predicted"
+            )
+            a2.plot(xs, [r["mean_draft_length"] for r in rs], "o-", color=colour, label=label)
+        for ax in (a1, a2):
+            ax.set_xscale("log")
+            ax.set_xlabel("uplink rate (bit/s)")
+            ax.grid(alpha=0.3)
+        a1.legend(fontsize=6, ncol=2)
+        a2.legend(fontsize=7)
+        a1.set_ylabel("goodput (tokens / s)")
+        a1.set_title("measured (solid, ± std over seeds) and predicted (dashed)")
+        a2.set_ylabel("mean γ per round")
+        a2.set_title("draft length chosen")
+        fig.tight_layout()
+        path = out / "policies_vs_rate.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return [(path, "Goodput against the uplink rate for every draft policy, measured beside predicted.")]
+    labels = sorted(groups)
+    measured = [_mean([r["tokens_per_s"] for r in groups[k]]) for k in labels]
+    steady = [
+        _mean([r["tokens_per_s_steady"] for r in groups[k] if r["tokens_per_s_steady"] is not None]) for k in labels
+    ]
+    predicted = [_mean([r["predicted_tokens_per_s"] for r in groups[k]]) for k in labels]
+    spread = [_mean([r["tokens_per_s_std"] or 0 for r in groups[k]]) for k in labels]
+    fig, ax = plt.subplots(figsize=(max(6, 2.6 * len(labels)), 4.4))
+    xs = range(len(labels))
+    bars = (
+        (measured, "#4C72B0", "measured, whole point", spread),
+        (steady, "#55A868", "measured, all agents drafting", None),
+        (predicted, "#DD8452", "predicted by the policy's model", None),
+    )
+    for j, (values, colour, name, err) in enumerate(bars):
+        at = [x + (j - 1) * 0.27 for x in xs]
+        ax.bar(at, [v or 0 for v in values], 0.27, yerr=err, capsize=3, color=colour, label=name)
+        for x, v in zip(at, values, strict=True):
+            if v is not None:
+                ax.text(x, v, f"{v:.2f}", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(list(xs), labels, fontsize=8)
+    ax.set_ylabel("goodput (tokens / s)")
+    ax.set_title("measured and predicted goodput per policy")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    path = out / "policies.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [(path, "Measured goodput beside each policy's predicted goodput.")]
 
 
 def _fmt(v: Any, spec: str = ".3g") -> str:

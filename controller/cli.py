@@ -22,6 +22,7 @@ EPILOG = """examples:
   specbed local --profile quickstart --prompts my.jsonl --max-new-tokens 64 --out results/try1
   specbed report results/20261123-101500-quickstart
   specbed bench telemetry --rate 20 --duration 10
+  specbed bench verify --json verify.json   batched against one-by-one verification (GPU)
   specbed agent --connect tcp://10.0.0.1:5555 --name orin-1
 """
 
@@ -339,6 +340,36 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_verify(args: argparse.Namespace) -> int:
+    from controller.bench import bench_verify, format_verify_table
+
+    try:
+        agents = [int(n) for n in args.agents.split(",") if n.strip()]
+    except ValueError:
+        print(f"error: --agents takes comma-separated counts, got {args.agents!r}", file=sys.stderr)
+        return 2
+    if not agents or min(agents) < 1:
+        print("error: --agents needs counts of at least 1", file=sys.stderr)
+        return 2
+    result = bench_verify(
+        config=args.config,
+        agents=agents,
+        gamma=args.gamma,
+        top_k=args.top_k,
+        context=args.context,
+        rounds=args.rounds,
+        warmup=args.warmup,
+        device=args.device,
+        seed=args.seed,
+        progress=lambda msg: print(msg, file=sys.stderr, flush=True),
+    )
+    print(format_verify_table(result))
+    print(json.dumps(result, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
 def _ansible(args: argparse.Namespace, playbook: str, extra: dict, title: str) -> int:
     from controller.profiles import ProfileError, load_testbed
     from controller.provision import ProvisionError, check_testbed, recap_table, run_playbook
@@ -631,6 +662,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="CPU/memory source: psutil (default) or procfs (kept-open /proc reads)",
     )
     tele.set_defaults(func=cmd_bench)
+    ver = bench_sub.add_parser(
+        "verify", help="batched against one-by-one target verification of N agents' drafts (random Llama models)"
+    )
+    ver.add_argument(
+        "--config",
+        choices=("paper", "tiny"),
+        default="paper",
+        help="model shapes: paper (Llama-3.1-8B target, Llama-3.2-1B drafter; default) or tiny (CPU smoke test)",
+    )
+    ver.add_argument(
+        "--agents", default="1,2,4,8,12,16", help="agent counts N, comma-separated (default 1,2,4,8,12,16)"
+    )
+    ver.add_argument("--gamma", type=int, default=4, help="drafts per agent per round (default 4)")
+    ver.add_argument("--top-k", type=int, default=8, help="K of the top-K payload (default 8)")
+    ver.add_argument("--context", type=int, default=512, help="prompt tokens per agent, prefilled (default 512)")
+    ver.add_argument("--rounds", type=int, default=20, help="timed rounds per N (default 20)")
+    ver.add_argument("--warmup", type=int, default=3, help="untimed rounds first (default 3)")
+    ver.add_argument("--device", default=None, help="torch device (default cuda when available, else cpu)")
+    ver.add_argument("--seed", type=int, default=0, help="seed of the models, prompts and sampling (default 0)")
+    ver.add_argument("--json", default=None, metavar="FILE", help="also write the result as JSON here")
+    ver.set_defaults(func=cmd_bench_verify)
 
     agent = sub.add_parser("agent", help="run an edge agent (same as python -m agent)", add_help=False)
     agent.add_argument("agent_args", nargs=argparse.REMAINDER)

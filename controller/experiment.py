@@ -563,7 +563,7 @@ class _Segment:
         while not finished:
             t0 = time.monotonic_ns()
             seq = job.prompt_token_ids + job.generated
-            logits = lm.logits(seq, len(seq) - 1)[-1]
+            logits = lm.logits(seq, len(seq) - 1)[-1].float().cpu()  # sampled with a CPU generator
             if temperature == 0:
                 token = int(logits.argmax())
             else:
@@ -606,7 +606,8 @@ class _Segment:
             t1 = time.monotonic_ns()
             drafts = torch.from_numpy(draft.token_ids)
             committed = job.prompt_token_ids + job.generated
-            logits = lm.logits(committed + drafts.tolist(), len(committed) - 1)
+            # on the CPU: the verifier's generator and the drafts' q live there (a CUDA target included)
+            logits = lm.logits(committed + drafts.tolist(), len(committed) - 1).float().cpu()
             t2 = time.monotonic_ns()
             if g.temperature == 0:
                 n, nxt = greedy_verify(drafts, logits)

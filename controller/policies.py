@@ -9,7 +9,8 @@ Words and units, fixed once:
 ``rate``       uplink rate, bit/s; under FDMA rate_u = B_u · η_u
 ``eta``        spectral efficiency of a device's channel, bit/s/Hz (log2(1 + SNR))
 ``t_verify``   server time to verify one round (a function of γ and batch size)
-``t_down``     downlink time of a verdict, seconds
+``t_down``     downlink time of a verdict, seconds; on the testbed, every per-round
+               second the model does not break out (see ``Estimates``)
 
 Expected tokens per round E(γ) = (1 − α^{γ+1}) / (1 − α) (accepted drafts plus
 the recovered or bonus token).  Goodput is expected tokens per second.
@@ -281,7 +282,11 @@ class Estimates:
     round ending in a rejection being one more trial); times are exponential
     moving averages; the uplink rate is the emulated link's reported rate
     when there is one (channel state), else bits over the measured uplink
-    time; ``t_verify`` is fitted as c0 + c1·(γ + 1) when γ has varied.
+    time; ``t_verify`` is fitted as c0 + c1·(positions in the pass) when
+    those have varied.  What the model does not break out (downlink,
+    transport, queueing behind other agents at the server, reply, rollback)
+    enters as ``t_other``, each round's measured cycle minus its modelled
+    parts, so that the prediction is of the round time actually seen.
     """
 
     def __init__(self, weight: float = 0.2, discount: float = 0.95) -> None:
@@ -294,6 +299,10 @@ class Estimates:
         self.header_bits = Ema(weight)
         self.t_down = Ema(weight)
         self.t_wait = Ema(weight)  # a payload waiting for the rest of its batch
+        # a round's measured cycle (draft start to next draft start) minus its drafting, emulated
+        # uplink, batching wait and server time: downlink, transport, queueing behind other
+        # agents' passes, reply and rollback
+        self.t_other = Ema(weight)
         self.eta = Ema(weight)  # spectral efficiency log2(1 + SNR) of an SNR link, bit/s/Hz
         self.verify: list[tuple[int, float]] = []  # (positions in the forward pass, seconds), the last 64 rounds
         self.rounds = 0
@@ -312,6 +321,7 @@ class Estimates:
         verify_positions: int | None = None,
         t_wait_s: float = 0.0,
         snr_db: float | None = None,
+        t_other_s: float | None = None,
     ) -> None:
         self.rounds += 1
         self.acc = self.discount * self.acc + accepted
@@ -326,6 +336,8 @@ class Estimates:
         if t_down_s is not None and t_down_s >= 0:
             self.t_down.add(t_down_s)
         self.t_wait.add(max(0.0, t_wait_s))
+        if t_other_s is not None:
+            self.t_other.add(max(0.0, t_other_s))
         if snr_db is not None:
             self.eta.add(math.log2(1.0 + 10.0 ** (snr_db / 10.0)))
         self.verify.append((verify_positions or gamma + 1, t_verify_s))
@@ -353,8 +365,14 @@ class Estimates:
             header=self.header_bits.value or 0.0,
             t_verify=max(c0, 0.0) + (self.t_wait.value or 0.0),
             t_verify_per_token=c1,
-            t_down=self.t_down.value or 0.0,
+            t_down=self.rest(),
         )
+
+    def rest(self) -> float:
+        """Per-round seconds outside drafting, uplink, wait and server: the measured residual once there is one."""
+        if self.t_other.value is not None:
+            return self.t_other.value
+        return self.t_down.value or 0.0
 
 
 def fit_verify(samples: Sequence[tuple[int, float]]) -> tuple[float, float]:
@@ -531,12 +549,16 @@ class BandAllocator:
         gamma0 = self.allocation.gamma[0]
         if self.policy == "multispin-heterogeneous":
             # each device on its own cycle: server time of its pass plus the batching wait
-            t_verify = max(c0, 0.0) + c1 * (gamma0 + 1) + sum(e.t_wait.value or 0.0 for e in ests) / len(ests)
+            t_verify = (
+                max(c0, 0.0) + c1 * (gamma0 + 1) + sum((e.t_wait.value or 0.0) + e.rest() for e in ests) / len(ests)
+            )
             new = multispin_heterogeneous(devices, self.band, bits, t_verify, self.gamma_max, self.quanta, header)
         else:
             # one pass over the whole batch once the last payload is in
+            rest = sum(e.rest() for e in ests) / len(ests)
+
             def t_verify(batch: int, gamma: int) -> float:
-                return max(c0, 0.0) + c1 * batch * (gamma + 1)
+                return max(c0, 0.0) + c1 * batch * (gamma + 1) + rest
 
             if self.policy == "multispin-homogeneous":
                 new = multispin_homogeneous(devices, self.band, bits, t_verify, self.gamma_max, header)

@@ -397,7 +397,12 @@ def load_links(path: Path, data: Any) -> dict:
 
     band = data.get("band_hz")
     if band is not None:
-        band = _typed(path, "links.band_hz", band, (int, float), "a bandwidth in Hz")
+        from agent.link import parse_bandwidth
+
+        try:
+            band = parse_bandwidth(band)
+        except LinkError as exc:
+            raise ProfileError(f"{path}: links.band_hz: {exc}") from None
         if not band > 0:
             raise ProfileError(f"{path}: links.band_hz: expected a positive bandwidth in Hz, got {band}")
 

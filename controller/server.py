@@ -137,6 +137,7 @@ class Session:
     next_gamma: int = 0  # γ asked for in the last verdict
     staged: tuple | None = None  # (payload, frame bytes, received ns, decoded ns) waiting for its batch
     band_hz: float | None = None  # the agent's share of links.band_hz, as last sent to it
+    prev_parts: tuple | None = None  # ((request, round), agent draft start ns, modelled seconds) of the last round
     configures_out: int = 0  # CONFIGUREs sent and not yet answered with READY
 
 
@@ -570,6 +571,8 @@ class Controller:
         for r, logits in zip(rounds, all_logits, strict=True):
             r.t_target = t_target
             t0 = time.monotonic_ns()
+            # verified on the CPU, where the session's generator and the payload's q live
+            logits = logits.float().cpu()
             if g.temperature == 0:
                 r.n_accepted, r.next_token = greedy_verify(r.drafts, logits)
             else:
@@ -603,19 +606,28 @@ class Controller:
         per_token += msg.top_k * msg.topk_probs.itemsize + (4 if msg.tv is not None else 0)
         link = msg.link or {}
         reply_s = (to_ctrl(t[3]) - session.last_verified_ns) / 1e9 if t[3] and session.last_verified_ns else None
+        draft_s, up_s = (t[1] - t[0]) / 1e9, float(link.get("up_s") or 0.0)
+        wait_s, server_s = (r.t_batch - r.t_decoded) / 1e9, server_ns / 1e9
+        other_s = None
+        prev = session.prev_parts
+        if prev is not None and prev[0] == (msg.request_id, msg.round - 1):
+            # the previous round's cycle, draft start to draft start, less its modelled parts
+            other_s = (t[0] - prev[1]) / 1e9 - prev[2]
+        session.prev_parts = ((msg.request_id, msg.round), t[0], draft_s + up_s + wait_s + server_s)
         session.estimates.add(
             gamma=msg.draft_length,
             accepted=r.n_accepted,
-            t_draft_s=(t[1] - t[0]) / 1e9,
+            t_draft_s=draft_s,
             bytes_up=zmtp_frame_bytes(r.frame_len),
             per_token_bytes=per_token,
             up_s=(r.t_recv - to_ctrl(t[2])) / 1e9,
             reported_rate=link.get("rate_bps"),
-            t_verify_s=server_ns / 1e9,
+            t_verify_s=server_s,
             t_down_s=reply_s,
             verify_positions=positions,
-            t_wait_s=(r.t_batch - r.t_decoded) / 1e9,
+            t_wait_s=wait_s,
             snr_db=link.get("snr_db"),
+            t_other_s=other_s,
         )
 
     def _reply(self, r: _Round, batch_size: int) -> None:

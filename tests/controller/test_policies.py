@@ -124,3 +124,55 @@ def test_multispin_beats_the_equal_split_baseline_when_devices_differ():
     hetero = multispin_heterogeneous(devices, band, BITS, 0.03)
     assert homo.goodput > base.goodput
     assert hetero.goodput > base.goodput
+
+
+def _estimates(alpha: float, t_draft: float, snr_db: float, rounds: int = 6):
+    from controller.policies import Estimates
+
+    est = Estimates(weight=1.0, discount=1.0)
+    for _ in range(rounds):
+        # accepted drafts and one rejection per round: α = accepted / (accepted + 1)
+        accepted = round(4 * alpha / (1 - alpha)) if alpha < 1 else 4
+        est.add(
+            gamma=max(4, accepted + 1),
+            accepted=accepted,
+            t_draft_s=t_draft * max(4, accepted + 1),
+            bytes_up=20 + 60 * max(4, accepted + 1),
+            per_token_bytes=60,
+            up_s=None,
+            reported_rate=None,
+            t_verify_s=0.03,
+            t_down_s=0.0,
+            snr_db=snr_db,
+            t_other_s=0.0,
+        )
+    return est
+
+
+@pytest.mark.parametrize("policy", ["equal-split", "multispin-homogeneous", "multispin-heterogeneous"])
+def test_band_allocator_solves_the_model_from_the_estimates(policy):
+    from controller.policies import BandAllocator, snr_to_eta
+
+    snr = {"a": 0.0, "b": 4.77, "c": 14.9}
+    alloc = BandAllocator(policy, 3e5, list(snr), snr, gamma=4, gamma_max=8, warmup_rounds=3)
+    assert alloc.share("a") == pytest.approx(1e5) and alloc.gamma("b") == 4 and alloc.predicted("c") is None
+    # not every agent warmed up: nothing changes
+    few = {n: _estimates(0.5, 0.01, s, rounds=2) for n, s in snr.items()}
+    assert not alloc.resolve(few) and alloc.solves == 0
+    ests = {n: _estimates(0.5, 0.01, s) for n, s in snr.items()}
+    alloc.resolve(ests)
+    devices = [Device(ests[n].alpha, ests[n].t_draft.value, snr_to_eta(snr[n])) for n in sorted(snr)]
+    bits = ests["a"].bits_per_token.value
+    header = ests["a"].header_bits.value
+    if policy == "multispin-heterogeneous":
+        want = multispin_heterogeneous(devices, 3e5, bits, 0.03, 8, 100, header)
+    elif policy == "multispin-homogeneous":
+        want = multispin_homogeneous(devices, 3e5, bits, 0.03, 8, header)
+    else:
+        want = equal_split(devices, 3e5, bits, 4, 0.03, header)
+    assert alloc.allocation.bandwidth == pytest.approx(want.bandwidth)
+    assert alloc.allocation.gamma == want.gamma
+    assert sum(alloc.predicted(n) for n in snr) == pytest.approx(want.goodput)
+    if policy != "equal-split":
+        assert alloc.share("a") > alloc.share("c")  # the weakest channel gets more of the band
+    assert alloc.share("late-joiner") == pytest.approx(1e5) and alloc.gamma("late-joiner") == 4
