@@ -56,6 +56,15 @@ class CachedLM:
             self.cache.crop(-drop)
             del self.fed[keep:]
 
+    def prepare(self, sequence: list[int], start: int) -> list[int]:
+        """Roll the cache back to what it shares with ``sequence`` (at most ``start`` positions); the tokens to feed."""
+        if self.cache is None:
+            self.reset()
+        if not 0 <= start < len(sequence):
+            raise ValueError(f"start={start} outside a sequence of {len(sequence)} tokens")
+        self.rollback(min(_common_prefix(self.fed, sequence), start))
+        return sequence[len(self.fed) :]
+
     @torch.no_grad()
     def logits(self, sequence: list[int], start: int) -> torch.Tensor:
         """Logits [len(sequence) - start, V]: row j predicts token start + j + 1.
@@ -63,13 +72,8 @@ class CachedLM:
         Reuses the cached prefix shared with ``sequence`` (at most ``start``
         positions, so row 0 is always computed) and feeds the rest.
         """
-        if self.cache is None:
-            self.reset()
-        if not 0 <= start < len(sequence):
-            raise ValueError(f"start={start} outside a sequence of {len(sequence)} tokens")
-        keep = min(_common_prefix(self.fed, sequence), start)
-        self.rollback(keep)
-        new = sequence[keep:]
+        new = self.prepare(sequence, start)
+        keep = len(self.fed)
         ids = torch.tensor([new], dtype=torch.long, device=self.device)
         out = self.model(input_ids=ids, past_key_values=self.cache, use_cache=True)
         self.cache = out.past_key_values

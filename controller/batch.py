@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from agent.lm import CachedLM, _common_prefix
+from agent.lm import CachedLM
 
 
 @torch.no_grad()
@@ -44,14 +44,8 @@ def batched_logits(
     device = lms[0].device
     news, keeps = [], []
     for lm, seq, start in zip(lms, sequences, starts, strict=True):
-        if lm.cache is None:
-            lm.reset()
-        if not 0 <= start < len(seq):
-            raise ValueError(f"start={start} outside a sequence of {len(seq)} tokens")
-        keep = min(_common_prefix(lm.fed, seq), start)
-        lm.rollback(keep)
-        keeps.append(keep)
-        news.append(seq[keep:])
+        news.append(lm.prepare(seq, start))
+        keeps.append(len(lm.fed))
     batch = len(lms)
     past_max, new_max = max(keeps), max(len(n) for n in news)
     ids = torch.zeros(batch, new_max, dtype=torch.long, device=device)
