@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import logging
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -85,12 +86,18 @@ class TelemetryCollector:
             if poller.poll(100):
                 self._handle(self.sock.recv())
 
-    def stop(self) -> None:
-        """Stop the thread, write what is still queued, close the files."""
+    def stop(self, quiet_s: float = 0.5, max_s: float = 5.0) -> None:
+        """Stop the thread, write what is still arriving, close the files.
+
+        An agent flushes its last batch when the controller says bye, and a
+        remote agent is not waited for as a local subprocess is, so frames
+        are read until ``quiet_s`` passes without one (``max_s`` at most).
+        """
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(5)
-        while self.sock.poll(0):
+        deadline = time.monotonic() + max_s
+        while time.monotonic() < deadline and self.sock.poll(int(quiet_s * 1000)):
             self._handle(self.sock.recv())
         with self._lock:
             for fh, _, _ in self._files.values():

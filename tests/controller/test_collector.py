@@ -1,0 +1,33 @@
+"""The telemetry collector keeps what agents send while the run is ending."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import zmq
+
+from agent.protocol import Telemetry, encode
+from controller.collector import TelemetryCollector
+
+
+def test_a_batch_flushed_after_stop_is_called_is_still_written(tmp_path):
+    collector = TelemetryCollector(tmp_path)
+    collector.start()
+    pub = zmq.Context.instance().socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 1000)
+    pub.connect(collector.endpoint)
+    time.sleep(0.3)  # PUB/SUB: let the subscription reach the publisher
+    pub.send(encode(Telemetry("edge-1", ["t_ns", "cpu_percent"], [[1, 10.0]])))
+    # a remote agent's last batch, flushed when it is told bye: 200 ms after the run stops the collector
+    late = threading.Timer(0.2, lambda: pub.send(encode(Telemetry("edge-1", ["t_ns", "cpu_percent"], [[2, 11.0]]))))
+    late.start()
+    t0 = time.monotonic()
+    collector.stop()
+    waited = time.monotonic() - t0
+    late.join()
+    pub.close()
+    assert collector.rows["edge-1"] == 2
+    lines = (tmp_path / "telemetry" / "edge-1.csv").read_text().splitlines()
+    assert lines == ["t_ns,cpu_percent", "1,10.0", "2,11.0"]
+    assert waited < 5.0 + 0.5  # bounded by max_s
