@@ -46,7 +46,7 @@ import torch
 from agent.drafter import Drafter, DraftSettings
 from agent.lm import CachedLM, probs_from_logits
 from agent.models import LoadedModel, load_model, prepare_model
-from controller.local import reap_dead_agents
+from controller.local import reap_dead_agents, say_bye_and_wait
 from controller.profiles import Experiment, Generation, load_experiment
 from controller.results import RoundRecord, git_commit, host_facts, read_jsonl, versions, write_json_atomic
 from controller.server import Controller, Job, eos_token_ids, job_seed
@@ -410,12 +410,7 @@ class _Segment:
                 self._run_point(point, controller, procs, wait_agents_s)
         finally:
             if controller is not None:
-                controller.say_bye("run over")
-                for p in procs.values():
-                    try:
-                        p.wait(timeout=30)
-                    except subprocess.TimeoutExpired:
-                        p.kill()
+                say_bye_and_wait(controller, procs)
                 self.seg["agents"] = {
                     name: {k: s[k] for k in ("facts", "drafter", "rounds", "prompts", "clock")}
                     for name, s in controller.agent_summaries().items()

@@ -196,12 +196,7 @@ def run_local(
         controller.serve(timeout_s=timeout_s, check=check)
     finally:
         total_s = time.monotonic() - t0
-        controller.say_bye("run over")
-        for p in procs.values():
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        say_bye_and_wait(controller, procs)
         controller.close()
         own.stop()
         collector.stop()
@@ -228,6 +223,16 @@ def run_local(
         manifest["finished_unix_s"] = time.time()
         writer.write_json("manifest.json", manifest)
     return LocalRun(out_dir, summary, outputs)
+
+
+def say_bye_and_wait(controller: Controller, procs: dict[str, subprocess.Popen], timeout_s: float = 30.0) -> None:
+    """Tell every agent the run is over; wait for the local ones to exit (flushing telemetry), kill stragglers."""
+    controller.say_bye("run over")
+    for p in procs.values():
+        try:
+            p.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            p.kill()
 
 
 def reap_dead_agents(controller: Controller, procs: dict[str, subprocess.Popen], lost: set[str], logs: Path) -> None:

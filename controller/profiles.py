@@ -399,12 +399,7 @@ def load_links(path: Path, data: Any) -> dict:
     if band is not None:
         from agent.link import parse_bandwidth
 
-        try:
-            band = parse_bandwidth(band)
-        except LinkError as exc:
-            raise ProfileError(f"{path}: links.band_hz: {exc}") from None
-        if not band > 0:
-            raise ProfileError(f"{path}: links.band_hz: expected a positive bandwidth in Hz, got {band}")
+        band = _positive_quantity(path, "links.band_hz", band, parse_bandwidth, "bandwidth in Hz")
 
     out: dict[str, Any] = {"up": link("links.up", data.get("up")), "down": link("links.down", data.get("down"))}
     out["seed"] = _typed(path, "links.seed", data.get("seed", 0), int, "an integer")
@@ -476,15 +471,22 @@ def load_generation(path: Path, data: Any) -> Generation:
 
 
 def _rate(path: Path, where: str, value: Any) -> float:
-    from agent.link import LinkError, parse_rate
+    from agent.link import parse_rate
+
+    return _positive_quantity(path, where, value, parse_rate, "rate in bit/s")
+
+
+def _positive_quantity(path: Path, where: str, value: Any, parse, what: str) -> float:
+    """A positive number with optional units (``parse`` from agent.link); errors name the field."""
+    from agent.link import LinkError
 
     try:
-        rate = parse_rate(value)
+        number = parse(value)
     except LinkError as exc:
         raise ProfileError(f"{path}: {where}: {exc}") from None
-    if not rate > 0:
-        raise ProfileError(f"{path}: {where}: expected a positive rate in bit/s, got {value!r}")
-    return rate
+    if not number > 0:
+        raise ProfileError(f"{path}: {where}: expected a positive {what}, got {value!r}")
+    return number
 
 
 def load_sweep(path: Path, data: Any, base: Generation) -> dict[str, list]:
