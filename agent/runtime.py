@@ -143,7 +143,6 @@ class Agent:
         self.uplink = self.downlink = None  # agent.link.Link when the controller asks for emulation
         self.draft_delay_s = 0.0
         self.last_down_s = 0.0
-        self.link_updates = 0
 
     def now_ns(self) -> int:
         """This agent's clock: monotonic ns plus the configured shift."""
@@ -274,7 +273,6 @@ class Agent:
                     link.set_bandwidth(float(update["bandwidth_hz"]))
             except LinkError as exc:
                 raise ProtocolError("unexpected", f"LINK.{name}: {exc}") from None
-        self.link_updates += 1
 
     def on_verdict(self, msg: Verdict, recv_ns: int) -> None:
         req = self.request

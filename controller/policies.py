@@ -123,8 +123,11 @@ def equalise(
     lo = max(gamma * d.t_draft for d in devices)
     payload = header + gamma * bits
 
+    def split_at(tau: float) -> list[float]:
+        return [payload / (d.eta * (tau - gamma * d.t_draft)) for d in devices]
+
     def need(tau: float) -> float:
-        return sum(payload / (d.eta * (tau - gamma * d.t_draft)) for d in devices)
+        return sum(split_at(tau))
 
     hi = lo + 1.0
     while need(hi) > band:
@@ -137,7 +140,7 @@ def equalise(
         else:
             hi = mid
     tau = hi
-    split = [payload / (d.eta * (tau - gamma * d.t_draft)) for d in devices]
+    split = split_at(tau)
     scale = band / sum(split)  # absorb the bisection's last bit of slack
     return [b * scale for b in split], tau
 

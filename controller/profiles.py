@@ -49,7 +49,8 @@ class Generation:
     uplink_rate_bps: float | None = None  # emulated uplink rate of every agent (overrides links.up.rate_bps)
     # "off": verify each payload on arrival; "homogeneous": wait for every busy agent, one forward pass;
     # "heterogeneous": one pass over whatever arrived within batch_window_s of the first; "auto": the
-    # bandwidth policy's mode (homogeneous for equal-split and multispin-homogeneous, else off)
+    # bandwidth policy's mode (homogeneous for equal-split and multispin-homogeneous, heterogeneous
+    # for multispin-heterogeneous, else off)
     batching: str = "auto"
     batch_window_s: float = 0.02
     # sharing links.band_hz among the agents: "none" | "equal-split" (B/U each, fixed γ) |

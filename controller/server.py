@@ -186,7 +186,6 @@ class Controller:
         self.allocator: BandAllocator | None = None  # the grid point's bandwidth policy, once prompts start
         self.rounds_since_solve = 0
         self.batch_deadline_ns: int | None = None  # verify the staged payloads by then at the latest
-        self.link_updates = 0  # LINK messages sent
         self.ctx = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 2000)
@@ -305,7 +304,11 @@ class Controller:
         poller = zmq.Poller()
         poller.register(self.sock, zmq.POLLIN)
         finished = until or (lambda: self.done)
-        while not finished():
+        while True:
+            if self.batch_deadline_ns is not None and time.monotonic_ns() >= self.batch_deadline_ns:
+                self.flush_batch()  # the batch window closes on time, whether or not messages keep coming
+            if finished():
+                return
             if deadline and time.monotonic() > deadline:
                 what = f"{self.unfinished} prompt(s) unfinished" if until is None else "the agents not ready"
                 raise TimeoutError(f"{what} after {timeout_s} s")
@@ -315,11 +318,7 @@ class Controller:
             if self.batch_deadline_ns is not None:
                 wait_ms = max(0, min(100, (self.batch_deadline_ns - time.monotonic_ns()) // 1_000_000 + 1))
             if not poller.poll(wait_ms):
-                if self.batch_deadline_ns is not None and time.monotonic_ns() >= self.batch_deadline_ns:
-                    self.flush_batch()
                 continue
-            if self.batch_deadline_ns is not None and time.monotonic_ns() >= self.batch_deadline_ns:
-                self.flush_batch()  # messages keep coming: the window still closes on time
             parts = self.sock.recv_multipart()
             t_recv = time.monotonic_ns()
             if len(parts) != 2:
@@ -502,9 +501,11 @@ class Controller:
         mode = self.generation.batching
         if mode != "auto":
             return mode
-        return {"equal-split": "homogeneous", "multispin-homogeneous": "homogeneous"}.get(
-            self.generation.bandwidth_policy, "heterogeneous" if self.allocator else "off"
-        )
+        return {
+            "equal-split": "homogeneous",
+            "multispin-homogeneous": "homogeneous",
+            "multispin-heterogeneous": "heterogeneous",
+        }.get(self.generation.bandwidth_policy, "off")
 
     def flush_batch(self) -> None:
         """Verify the staged payloads whenever the batching mode says a batch is complete.
@@ -718,7 +719,6 @@ class Controller:
             return
         self._send(session.identity, LinkUpdate(up={"bandwidth_hz": share}))
         session.band_hz = share
-        self.link_updates += 1
 
     def agent_lost(self, identity: bytes, why: str) -> None:
         """Forget an agent; its unfinished prompt goes back to the queue (its staged payload is dropped)."""
