@@ -10,11 +10,19 @@ import yaml
 from controller.experiment import run_experiment
 
 
-def _run(tmp_path, tiny_pair, name: str, generation: dict, links: dict | None = None, sweep: dict | None = None):
+def _run(
+    tmp_path,
+    tiny_pair,
+    name: str,
+    generation: dict,
+    links: dict | None = None,
+    sweep: dict | None = None,
+    prompts: str = "tiny",
+):
     profile = {
         "name": name,
         "models": "tiny-llama",
-        "prompts": "tiny",
+        "prompts": prompts,
         "agents": 3,
         "generation": {"temperature": 0, "draft_length": 3, "top_k": 4, "max_new_tokens": 10, **generation},
     }
@@ -62,12 +70,19 @@ def test_shared_band_is_allocated_and_applied(tmp_path, tiny_pair, policy):
     band = 40e3
     snr = {"agent-0": 0.0, "agent-1": 10.0, "agent-2": 20.0}  # η = 1, 3.46, 6.66 bit/s/Hz
     links = {"band_hz": band, "agents": {n: {"up": {"snr_db": s}} for n, s in snr.items()}}
+    # enough work that every agent drafts several rounds after the first re-allocation, whichever
+    # agent starts last (with the 4 bundled tiny prompts one agent could get a single short prompt)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(
+        "".join(json.dumps({"id": f"b{i}", "prompt_token_ids": [0, 3 + 5 * i, 4 + i]}) + "\n" for i in range(12))
+    )
     rounds, _ = _run(
         tmp_path,
         tiny_pair,
         policy,
-        {"temperature": 1.0, "bandwidth_policy": policy, "realloc_rounds": 3, "max_new_tokens": 16},
+        {"temperature": 1.0, "bandwidth_policy": policy, "realloc_rounds": 3, "max_new_tokens": 24},
         links=links,
+        prompts=str(prompts),
     )
     assert rounds
     import math
