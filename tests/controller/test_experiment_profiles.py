@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
 from controller.experiment import expand_grid, run_experiment
 from controller.profiles import ProfileError, load_device, load_experiment, load_prompts
+
+REPO = Path(__file__).resolve().parents[2]
 
 BASE = {
     "name": "t",
@@ -175,3 +179,10 @@ def test_grid_expansion(tmp_path):
 )
 def test_band_and_batching_errors_name_the_field(tmp_path, data, needles):
     fails(tmp_path, data, *needles)
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (REPO / "profiles" / "experiments").glob("*.yaml")))
+def test_every_bundled_experiment_loads_and_expands(name):
+    experiment = load_experiment(name)
+    assert experiment.name == name  # `specbed run NAME` finds it by its file name
+    assert expand_grid(experiment)
