@@ -359,13 +359,77 @@ def read_summary_csv(path: Path) -> list[dict]:
 # --- plots -----------------------------------------------------------------------------------------
 
 
+def _setting(row: dict, key: str) -> str:
+    return f"uplink {format_rate(row.get(key))}" if key == "uplink_rate_bps" else f"{key}={row.get(key)}"
+
+
 def _label(row: dict, varying: list[str]) -> str:
-    return ", ".join(f"{k}={row[k]}" for k in varying) or row["scheme"]
+    return ", ".join(_setting(row, k) for k in varying) or row["scheme"]
 
 
 def _varying(rows: list[dict], exclude: set[str]) -> list[str]:
-    keys = ("reconstruction", "sampling", "prob_dtype", "index_dtype", "temperature", "draft_length", "top_k", "agents")
-    return [k for k in keys if k not in exclude and len({str(r[k]) for r in rows}) > 1]
+    keys = (
+        "reconstruction",
+        "sampling",
+        "prob_dtype",
+        "index_dtype",
+        "temperature",
+        "draft_length",
+        "top_k",
+        "agents",
+        "draft_policy",
+        "uplink_rate_bps",
+        "batching",
+        "bandwidth_policy",
+    )
+    return [k for k in keys if k not in exclude and len({str(r.get(k)) for r in rows}) > 1]
+
+
+def _adaptive(row: dict) -> bool:
+    """γ chosen online (a draft policy or a Multi-SPIN band policy), not fixed by the profile."""
+    return str(row.get("draft_policy") or "fixed") != "fixed" or str(row.get("bandwidth_policy") or "none").startswith(
+        "multispin"
+    )
+
+
+def format_rate(bps: Any) -> str:
+    """An uplink rate for people: 8 kbit/s, 1 Mbit/s; n/a when there is none."""
+    try:
+        v = float(bps)
+    except (TypeError, ValueError):
+        return "n/a"
+    if math.isnan(v):
+        return "n/a"
+    for unit, scale in (("Gbit/s", 1e9), ("Mbit/s", 1e6), ("kbit/s", 1e3)):
+        if v >= scale:
+            return f"{v / scale:.4g} {unit}"
+    return f"{v:.4g} bit/s"
+
+
+def policy_columns(rows: list[dict]) -> list[tuple[str, str]]:
+    """Summary-table columns for the link and policy settings, only where a run has them.
+
+    ``policy`` and ``mean γ`` appear once some configuration chooses γ online or shares a band,
+    ``uplink`` once some configuration emulates a rate, ``batching`` when it differs between
+    configurations; ``table_cell`` renders them.
+    """
+    cols = []
+    if any(_adaptive(r) or str(r.get("bandwidth_policy") or "none") != "none" for r in rows):
+        cols += [("policy", "policy"), ("mean_draft_length", "mean γ")]
+    if any(format_rate(r.get("uplink_rate_bps")) != "n/a" for r in rows):
+        cols.append(("uplink_rate_bps", "uplink"))
+    if len({str(r.get("batching")) for r in rows}) > 1:
+        cols.append(("batching", "batching"))
+    return cols
+
+
+def table_cell(row: dict, key: str) -> Any:
+    """A summary table's value for ``key``, with the derived columns of ``policy_columns``."""
+    if key == "policy":
+        return "-" if row["scheme"] == "target-only" else policy_label(row)
+    if key == "uplink_rate_bps":
+        return format_rate(row.get(key))
+    return row.get(key)
 
 
 def _baseline_lines(ax, rows: list[dict], metric: str) -> None:
@@ -454,7 +518,8 @@ def make_plots(rows: list[dict], out: Path) -> list[tuple[Path, str]]:
             plt.close(fig)
             written.append((path, "Fidelity against K: TV distance of the reconstruction, tail mass, acceptance."))
 
-    spec = [r for r in rows if r["scheme"] != "target-only" and r["tokens_per_s"] is not None]
+    # γ as fixed by the profile; configurations that choose γ online are in the policy plots
+    spec = [r for r in rows if r["scheme"] != "target-only" and r["tokens_per_s"] is not None and not _adaptive(r)]
     if len({r["draft_length"] for r in spec}) > 1:
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.4))
         for label, rs in series(spec, "draft_length").items():
@@ -484,11 +549,10 @@ def make_plots(rows: list[dict], out: Path) -> list[tuple[Path, str]]:
         if candidates:
             best = max(candidates, key=lambda r: r["tokens_per_s"])
             shown.append(best)
-    if shown:
+    if len(shown) > 1:  # one scheme alone is in the other plots
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.4))
-        names = [
-            r["scheme"] + (f"\nK={r['top_k']}, {r['reconstruction']}" if r["scheme"] == "top-k" else "") for r in shown
-        ]
+        # the scheme, then the settings that vary among its configurations (the scheme has no space)
+        names = [short_label(r, rows).replace(" ", "\n", 1) for r in shown]
         colours = [SCHEME_COLOURS[r["scheme"]] for r in shown]
         a1.bar(
             names, [r["tokens_per_s"] for r in shown], color=colours, yerr=[r["tokens_per_s_std"] or 0 for r in shown]
@@ -637,7 +701,7 @@ def short_label(row: dict, rows: list[dict]) -> str:
     """The scheme and only the settings that vary among that scheme's rows."""
     same = [r for r in rows if r["scheme"] == row["scheme"]]
     varying = _varying(same, set())
-    return row["scheme"] + (" " + ", ".join(f"{k}={row[k]}" for k in varying) if varying else "")
+    return row["scheme"] + (" " + ", ".join(_setting(row, k) for k in varying) if varying else "")
 
 
 def make_report(run: RunData, rows: list[dict]) -> Path:
@@ -717,6 +781,7 @@ def make_report(run: RunData, rows: list[dict]) -> Path:
         ("sampling", "sampling"),
         ("temperature", "T"),
         ("agents", "agents"),
+        *policy_columns(rows),
         ("tokens_per_s", "tok/s"),
         ("mean_tokens_per_round", "tok/round"),
         ("acceptance_rate", "α"),
@@ -733,7 +798,7 @@ def make_report(run: RunData, rows: list[dict]) -> Path:
     for r in rows:
         cells = []
         for key, _ in cols:
-            v = r[key]
+            v = table_cell(r, key)
             if r["scheme"] != "top-k" and key in ("top_k", "reconstruction", "prob_dtype"):
                 v = "-"
             if r["scheme"] == "target-only" and key in ("draft_length", "sampling", "agents"):

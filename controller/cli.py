@@ -233,30 +233,42 @@ def _print_run_summary(out_dir: Path) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from controller.analysis import read_summary_csv
+    from controller.analysis import policy_columns, read_summary_csv, table_cell
 
     rows = read_summary_csv(out_dir / "summary.csv")
-    table = Table(title=f"specbed run: {out_dir}")
-    cols = [
-        ("scheme", "scheme"),
+    policy = policy_columns(rows)  # when present, "policy" names the fixed γ
+    settings = [
         ("top_k", "K"),
-        ("draft_length", "γ"),
+        *([] if policy else [("draft_length", "γ")]),
         ("reconstruction", "recon."),
         ("agents", "agents"),
+        *policy,
+    ]
+    # settings shared by every configuration go under the table, once
+    shared = [(k, h) for k, h in settings if len(rows) > 1 and len({_short(table_cell(r, k)) for r in rows}) == 1]
+    cols = [
+        ("scheme", "scheme"),
+        *[c for c in settings if c not in shared],
         ("tokens_per_s", "tok/s"),
         ("acceptance_rate", "α"),
         ("bytes_up_per_draft_token", "B/draft tok"),
         ("mean_tv_distance", "TV"),
         ("greedy_agreement", "greedy agr."),
     ]
-    for _, head in cols:
-        table.add_column(head, justify="right")
+    caption = ", ".join(f"{h} {_short(table_cell(rows[0], k))}" for k, h in shared) if shared else None
+    table = Table(title=f"specbed run: {out_dir}", caption=f"every configuration: {caption}" if caption else None)
+    for key, head in cols:
+        # a configuration's name stays on one line; the numbers' headers wrap instead
+        table.add_column(head, justify="right", no_wrap=key in ("scheme", "policy", "uplink_rate_bps"))
     incomplete = 0
     for r in rows:
         if r["prompts"] != r["prompts_expected"]:
             incomplete += 1
-        table.add_row(*[_short(r[k]) for k, _ in cols])
-    Console().print(table)
+        table.add_row(*[_short(table_cell(r, k)) for k, _ in cols])
+    console = Console()
+    if not console.is_terminal:  # a log file: no terminal width to fit, so do not squeeze the table to 80
+        console = Console(width=120)
+    console.print(table)
     print(f"wrote {out_dir}/summary.csv, report.md, report/*.png (manifest.json, rounds.jsonl, outputs.jsonl)")
     if incomplete:
         print(f"{incomplete} configuration(s) unfinished; finish with: specbed run --resume {out_dir}")
