@@ -501,26 +501,42 @@ class BandAllocator:
         self.policy, self.band, self.names = policy, float(band_hz), sorted(names)
         self.snr_db, self.gamma_max = snr_db, gamma_max
         self.warmup_rounds, self.quanta = warmup_rounds, quanta
-        n = len(self.names)
         self.gamma0 = gamma
-        self.allocation = Allocation((self.band / n,) * n, (gamma,) * n, math.nan, (math.nan,) * n)
         self.solves = 0
+        self._equal_split()
 
-    # An agent that joined after the allocation was made (a reconnect) gets an equal share and the
-    # profile's γ; the others keep theirs until the next grid point.
-    def share(self, name: str) -> float:
+    def _equal_split(self) -> None:
+        n = len(self.names)
+        share = self.band / n if n else 0.0
+        self.allocation = Allocation((share,) * n, (self.gamma0,) * n, math.nan, (math.nan,) * n)
+
+    # When the agents change (one leaves, or one joins or rejoins), the band is split equally among
+    # those now present, with the profile's γ, and re-solved once every one of them is warmed up: the
+    # band is never over-committed and no share is left unused.
+    def add(self, name: str, snr_db: float | None) -> bool:
+        """An agent joins the band; True when it was not in it already."""
+        if name in self.names:
+            return False
+        self.names = sorted([*self.names, name])
+        self.snr_db = {**self.snr_db, name: snr_db}
+        self._equal_split()
+        return True
+
+    def remove(self, name: str) -> bool:
+        """An agent leaves the band; True when it was in it."""
         if name not in self.names:
-            return self.band / len(self.names)
+            return False
+        self.names = [n for n in self.names if n != name]
+        self._equal_split()
+        return True
+
+    def share(self, name: str) -> float:
         return self.allocation.bandwidth[self.names.index(name)]
 
     def gamma(self, name: str) -> int:
-        if name not in self.names:
-            return self.gamma0
         return self.allocation.gamma[self.names.index(name)]
 
     def predicted(self, name: str) -> float | None:
-        if name not in self.names:
-            return None
         value = self.allocation.per_device[self.names.index(name)]
         return None if math.isnan(value) else value
 

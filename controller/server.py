@@ -470,6 +470,10 @@ class Controller:
         self._policy(session)
         session.next_gamma = self.generation.draft_length
         if self.allocator is not None:
+            if self.allocator.add(session.name, session.settings["link"]["up"].get("snr_db")):
+                log.info(
+                    "agent %s joined the band: equal split among %d agents", session.name, len(self.allocator.names)
+                )
             session.next_gamma = self.allocator.gamma(session.name)
             self._send_share(session)
         self._send(
@@ -728,6 +732,10 @@ class Controller:
         self.flush_batch()  # a homogeneous batch no longer waits for it
         log.warning("agent %s left: %s", session.name, why)
         self.departed.append(session)
+        if self.allocator is not None and self.allocator.remove(session.name):
+            # the others take up its share: from their next payload on (sent with their next verdict)
+            self.rounds_since_solve = 0
+            log.info("agent %s left the band: equal split among %d agents", session.name, len(self.allocator.names))
         if session.job is not None:
             self.pending.appendleft(session.job)
             if self.active is not None and session.name in self.active:

@@ -175,4 +175,29 @@ def test_band_allocator_solves_the_model_from_the_estimates(policy):
     assert sum(alloc.predicted(n) for n in snr) == pytest.approx(want.goodput)
     if policy != "equal-split":
         assert alloc.share("a") > alloc.share("c")  # the weakest channel gets more of the band
-    assert alloc.share("late-joiner") == pytest.approx(1e5) and alloc.gamma("late-joiner") == 4
+
+
+def test_band_allocator_re_splits_when_agents_leave_or_join():
+    from controller.policies import BandAllocator
+
+    snr = {"a": 0.0, "b": 4.77, "c": 14.9}
+    alloc = BandAllocator("multispin-heterogeneous", 3e5, list(snr), snr, gamma=4, gamma_max=8, warmup_rounds=3)
+    ests = {n: _estimates(0.5, 0.01, s) for n, s in snr.items()}
+    assert alloc.resolve(ests)
+    # c leaves: a and b split the whole band equally until the next solve, with the profile's γ
+    assert alloc.remove("c") and not alloc.remove("c")
+    assert [alloc.share(n) for n in "ab"] == pytest.approx([1.5e5, 1.5e5])
+    assert [alloc.gamma(n) for n in "ab"] == [4, 4] and alloc.predicted("a") is None
+    assert alloc.resolve({n: ests[n] for n in "ab"})
+    assert sum(alloc.share(n) for n in "ab") == pytest.approx(3e5)
+    assert alloc.share("a") > alloc.share("b")
+    # d joins: an equal third each, and no re-solve until d has warmed up
+    assert alloc.add("d", 10.0) and not alloc.add("d", 10.0)
+    assert [alloc.share(n) for n in "abd"] == pytest.approx([1e5] * 3)
+    assert not alloc.resolve({**{n: ests[n] for n in "ab"}, "d": _estimates(0.5, 0.01, 10.0, rounds=1)})
+    assert alloc.resolve({**{n: ests[n] for n in "ab"}, "d": _estimates(0.5, 0.01, 10.0)})
+    assert sum(alloc.share(n) for n in "abd") == pytest.approx(3e5)
+    # the last one leaves: nothing is shared
+    for n in "abd":
+        alloc.remove(n)
+    assert alloc.allocation.bandwidth == ()

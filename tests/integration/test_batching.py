@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import yaml
@@ -85,7 +86,6 @@ def test_shared_band_is_allocated_and_applied(tmp_path, tiny_pair, policy):
         prompts=str(prompts),
     )
     assert rounds
-    import math
 
     for r in rounds:
         eta = math.log2(1 + 10 ** (snr[r["agent"]] / 10))
@@ -111,3 +111,60 @@ def test_shared_band_is_allocated_and_applied(tmp_path, tiny_pair, policy):
         for r in rounds:
             batches.setdefault(r["phases"]["target_forward"][0], set()).add(r["draft_length"])
         assert all(len(g) == 1 for g in batches.values())
+
+
+def test_an_agent_that_leaves_gives_its_share_to_the_others(tmp_path, tiny_pair):
+    """A local agent killed mid-run: the two left split the band between them, and its prompt is redone."""
+    import os
+    import signal
+    import threading
+    import time
+
+    import psutil
+
+    band = 40e3
+    snr = {"agent-0": 0.0, "agent-1": 10.0, "agent-2": 20.0}
+    links = {"band_hz": band, "agents": {n: {"up": {"snr_db": s}} for n, s in snr.items()}}
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(
+        "".join(json.dumps({"id": f"b{i}", "prompt_token_ids": [0, 3 + 5 * i, 4 + i]}) + "\n" for i in range(9))
+    )
+    rounds_file = tmp_path / "leave" / "rounds.jsonl"
+    killed = threading.Event()
+
+    def kill_agent_2_after_its_second_round():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed.is_set():
+            lines = rounds_file.read_text().splitlines() if rounds_file.exists() else []
+            if sum(json.loads(ln)["agent"] == "agent-2" for ln in lines if ln.endswith("}")) >= 2:
+                for child in psutil.Process(os.getpid()).children(recursive=True):
+                    cmd = child.cmdline()
+                    if "agent" in cmd and "agent-2" in cmd:
+                        child.send_signal(signal.SIGKILL)
+                        killed.set()
+                        return
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=kill_agent_2_after_its_second_round, daemon=True)
+    watcher.start()
+    rounds, outputs = _run(
+        tmp_path,
+        tiny_pair,
+        "leave",
+        {"temperature": 1.0, "bandwidth_policy": "equal-split", "realloc_rounds": 3, "max_new_tokens": 24},
+        links=links,
+        prompts=str(prompts),
+    )
+    watcher.join(timeout=5)
+    assert killed.is_set(), "agent-2 was never killed"
+    assert len(outputs) == 9  # its unfinished prompt went to the others
+    last_of_2 = max(r["ctrl_reply_ns"] for r in rounds if r["agent"] == "agent-2")
+    after = [r for r in rounds if r["ctrl_recv_ns"] > last_of_2]
+    assert {r["agent"] for r in after} == {"agent-0", "agent-1"}
+    # every payload used a third of the band while three agents shared it, half once two did
+    assert {round(r["band_hz"]) for r in rounds} == {round(band / 3), round(band / 2)}
+    for name in ("agent-0", "agent-1"):
+        mine = [r for r in after if r["agent"] == name]
+        assert mine[-1]["band_hz"] == pytest.approx(band / 2)
+        eta = math.log2(1 + 10 ** (snr[name] / 10))
+        assert mine[-1]["channel"]["rate_bps"] == pytest.approx(band / 2 * eta, rel=1e-9)
