@@ -412,7 +412,7 @@ class _Segment:
             if controller is not None:
                 say_bye_and_wait(controller, procs)
                 self.seg["agents"] = {
-                    name: {k: s[k] for k in ("facts", "drafter", "rounds", "prompts", "clock")}
+                    name: {k: s[k] for k in ("facts", "drafter", "rounds", "prompts", "clock", "left")}
                     for name, s in controller.agent_summaries().items()
                 }
                 self.seg["clock_offsets"] = {name: s["clock"] for name, s in self.seg["agents"].items()}

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from agent.lm import CachedLM, probs_from_logits
 from agent.models import LoadedModel
@@ -119,6 +120,7 @@ class Session:
     facts: dict
     target: CachedLM
     ready: bool = False
+    left: str | None = None  # why the controller lost it (said bye, connection closed, process exited)
     job: Job | None = None
     request_id: int = -1
     round: int = 0
@@ -189,6 +191,12 @@ class Controller:
         self.ctx = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 2000)
+        # An agent whose connection closes (its process crashed or was killed, locally or on a remote
+        # host) is lost at once, and its prompt goes to the others: the ROUTER's monitor reports the
+        # closed file descriptor, and each agent's messages say which descriptor they came in on.
+        self.monitor = self.sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self.fd_of: dict[bytes, int] = {}  # agent identity -> the descriptor of its connection
+        self.closed: set[bytes] = set()  # identities whose connection closed: their queued frames are dropped
         self.sock.bind(endpoint)
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
@@ -303,6 +311,7 @@ class Controller:
         deadline = time.monotonic() + timeout_s if timeout_s else None
         poller = zmq.Poller()
         poller.register(self.sock, zmq.POLLIN)
+        poller.register(self.monitor, zmq.POLLIN)
         finished = until or (lambda: self.done)
         while True:
             if self.batch_deadline_ns is not None and time.monotonic_ns() >= self.batch_deadline_ns:
@@ -319,12 +328,32 @@ class Controller:
                 wait_ms = max(0, min(100, (self.batch_deadline_ns - time.monotonic_ns()) // 1_000_000 + 1))
             if not poller.poll(wait_ms):
                 continue
-            parts = self.sock.recv_multipart()
-            t_recv = time.monotonic_ns()
-            if len(parts) != 2:
-                self._reply_error(parts[0], ProtocolError("malformed", f"expected one frame, got {len(parts) - 1}"))
+            # closed connections first: a descriptor is reused only after its DISCONNECTED event
+            self._closed_connections()
+            if not self.sock.poll(0):
                 continue
-            self.handle(parts[0], parts[1], t_recv)
+            frames = self.sock.recv_multipart(copy=False)
+            t_recv = time.monotonic_ns()
+            identity = frames[0].bytes
+            if identity in self.closed:
+                continue  # sent before its connection closed; the agent is gone
+            self.fd_of[identity] = frames[0].get(zmq.SRCFD)
+            if len(frames) != 2:
+                self._reply_error(identity, ProtocolError("malformed", f"expected one frame, got {len(frames) - 1}"))
+                continue
+            self.handle(identity, frames[1].bytes, t_recv)
+
+    def _closed_connections(self) -> None:
+        """Lose the agents whose connection the ROUTER's monitor reports closed."""
+        while self.monitor.poll(0):
+            event = recv_monitor_message(self.monitor)
+            if event["event"] != zmq.EVENT_DISCONNECTED:
+                continue
+            for identity, fd in list(self.fd_of.items()):
+                if fd == event["value"]:
+                    del self.fd_of[identity]
+                    self.closed.add(identity)
+                    self.agent_lost(identity, "its connection closed")
 
     def handle(self, identity: bytes, frame: bytes, t_recv: int) -> None:
         try:
@@ -731,6 +760,7 @@ class Controller:
             return
         self.flush_batch()  # a homogeneous batch no longer waits for it
         log.warning("agent %s left: %s", session.name, why)
+        session.left = why
         self.departed.append(session)
         if self.allocator is not None and self.allocator.remove(session.name):
             # the others take up its share: from their next payload on (sent with their next verdict)
@@ -755,6 +785,7 @@ class Controller:
                 "rounds": s.rounds_done,
                 "prompts": s.jobs_done,
                 "clock": s.clock.describe(),
+                "left": s.left,
             }
             for s in [*self.departed, *self.sessions.values()]
         }
@@ -769,4 +800,6 @@ class Controller:
         return (self.last_output_ns - self.first_request_ns) / 1e9
 
     def close(self) -> None:
+        self.sock.disable_monitor()
+        self.monitor.close(linger=0)
         self.sock.close()

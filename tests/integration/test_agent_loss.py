@@ -1,0 +1,87 @@
+"""A remote agent killed mid-run: the controller sees its connection close and gives its prompt to the other."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import yaml
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def read_jsonl(path):
+    if not path.exists():
+        return []
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.endswith("}")]
+
+
+def test_a_killed_remote_agent_is_lost_and_its_prompt_redone(tmp_path):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(
+        "".join(json.dumps({"id": f"c{i}", "prompt_token_ids": [0, 3 + 5 * i, 4 + i]}) + "\n" for i in range(8))
+    )
+    profile = {
+        "name": "loss",
+        "models": "tiny-llama",
+        "prompts": str(prompts),
+        "agents": 2,
+        "seeds": [0],
+        "generation": {"temperature": 1.0, "draft_length": 3, "top_k": 4, "max_new_tokens": 24},
+    }
+    path = tmp_path / "loss.yaml"
+    path.write_text(yaml.safe_dump(profile, sort_keys=False))
+    port, tele, out = free_port(), free_port(), tmp_path / "run"
+    # the controller and the agents are separate processes, as on a testbed (no process to reap)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "controller.cli", "run", str(path), "--out", str(out)]
+        + ["--bind", f"tcp://127.0.0.1:{port}", "--telemetry-port", str(tele)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    agents = {
+        name: subprocess.Popen(
+            [sys.executable, "-m", "agent", "--connect", f"tcp://127.0.0.1:{port}", "--name", name],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name in ("edge-0", "edge-1")
+    }
+    try:
+        deadline = time.monotonic() + 180
+        while sum(r["agent"] == "edge-1" for r in read_jsonl(out / "rounds.jsonl")) < 2:
+            assert time.monotonic() < deadline, "edge-1 never drafted two rounds"
+            assert run.poll() is None, run.stdout.read()
+            time.sleep(0.02)
+        os.kill(agents["edge-1"].pid, signal.SIGKILL)
+        killed_ns = time.monotonic_ns()
+        held = [r for r in read_jsonl(out / "rounds.jsonl") if r["agent"] == "edge-1"][-1]["prompt_id"]
+        log, _ = run.communicate(timeout=180)  # hangs without the fix: the killed agent's prompt never finishes
+        assert run.returncode == 0, log
+    finally:
+        for p in [run, *agents.values()]:
+            if p.poll() is None:
+                p.kill()
+    assert "edge-1 left: its connection closed" in log
+    outputs = read_jsonl(out / "outputs.jsonl")
+    assert sorted(o["prompt_id"] for o in outputs) == [f"c{i}" for i in range(8)]
+    by_prompt = {o["prompt_id"]: o for o in outputs}
+    if held not in {o["prompt_id"] for o in outputs if o["agent"] == "edge-1"}:
+        assert by_prompt[held]["agent"] == "edge-0"  # unfinished when edge-1 died: redone by edge-0
+    rounds = read_jsonl(out / "rounds.jsonl")
+    assert all(r["ctrl_recv_ns"] < killed_ns for r in rounds if r["agent"] == "edge-1")
+    (segment,) = json.loads((out / "manifest.json").read_text())["segments"]
+    assert segment["agents"]["edge-1"]["left"] == "its connection closed"
+    assert segment["agents"]["edge-0"]["left"] is None and segment["agents"]["edge-0"]["prompts"] >= 1
+    # frames it sent before dying are dropped quietly, not counted as protocol errors
+    assert not segment["errors"].get("unknown_agent"), segment["errors"]
