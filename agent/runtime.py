@@ -199,6 +199,11 @@ class Agent:
         elif isinstance(msg, Error):
             self.errors_received += 1
             log.warning("controller reports %s: %s", msg.code, msg.message)
+            if msg.code == "unknown_agent":
+                # the controller lost this agent (say its connection closed and ZeroMQ reopened it): the
+                # prompt in hand went back to the controller's queue, so drop it and join again
+                self.request = None
+                self.send(Hello(self.name, agent_facts(self.name)))
         else:
             raise ProtocolError("unexpected", f"{type(msg).__name__} is not sent to an agent")
 
