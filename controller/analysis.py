@@ -440,6 +440,14 @@ def _baseline_lines(ax, rows: list[dict], metric: str) -> None:
             ax.axhline(v, color=SCHEME_COLOURS[scheme], ls=style, lw=1.2, label=f"{scheme} ({v:.3g})")
 
 
+def _save(plt, fig, path: Path, caption: str) -> tuple[Path, str]:
+    """Lay out, write and close a figure; (path, caption) for the report."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path, caption
+
+
 def make_plots(rows: list[dict], out: Path) -> list[tuple[Path, str]]:
     import matplotlib
 
@@ -475,11 +483,14 @@ def make_plots(rows: list[dict], out: Path) -> list[tuple[Path, str]]:
         a2.set_ylabel("uplink bytes per draft token")
         a1.set_title("throughput against K")
         a2.set_title("payload size against K")
-        fig.tight_layout()
-        path = out / "k_sweep.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append((path, "Throughput and uplink bytes per draft token against K; baselines as lines."))
+        written.append(
+            _save(
+                plt,
+                fig,
+                out / "k_sweep.png",
+                "Throughput and uplink bytes per draft token against K; baselines as lines.",
+            )
+        )
 
         sampled = [r for r in topk if r["mean_tv_distance"] is not None]
         if sampled:
@@ -512,11 +523,14 @@ def make_plots(rows: list[dict], out: Path) -> list[tuple[Path, str]]:
             a1.set_title("reconstruction error (TV) and tail mass")
             a2.set_ylabel("acceptance rate")
             a2.set_title("acceptance against K")
-            fig.tight_layout()
-            path = out / "fidelity.png"
-            fig.savefig(path, dpi=110)
-            plt.close(fig)
-            written.append((path, "Fidelity against K: TV distance of the reconstruction, tail mass, acceptance."))
+            written.append(
+                _save(
+                    plt,
+                    fig,
+                    out / "fidelity.png",
+                    "Fidelity against K: TV distance of the reconstruction, tail mass, acceptance.",
+                )
+            )
 
     # γ as fixed by the profile; configurations that choose γ online are in the policy plots
     spec = [r for r in rows if r["scheme"] != "target-only" and r["tokens_per_s"] is not None and not _adaptive(r)]
@@ -535,11 +549,9 @@ def make_plots(rows: list[dict], out: Path) -> list[tuple[Path, str]]:
         a2.set_ylabel("tokens / s")
         a1.set_title("acceptance against γ")
         a2.set_title("throughput against γ")
-        fig.tight_layout()
-        path = out / "gamma_sweep.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append((path, "Acceptance and throughput against the draft length γ."))
+        written.append(
+            _save(plt, fig, out / "gamma_sweep.png", "Acceptance and throughput against the draft length γ.")
+        )
 
     written.extend(_policy_plots(rows, out, plt))
 
@@ -585,11 +597,9 @@ def make_plots(rows: list[dict], out: Path) -> list[tuple[Path, str]]:
         a2.set_title("bytes on the wire")
         for ax in (a1, a2):
             ax.tick_params(axis="x", labelsize=7)
-        fig.tight_layout()
-        path = out / "baselines.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        written.append((path, "The fastest setting of each scheme, measured in this run."))
+        written.append(
+            _save(plt, fig, out / "baselines.png", "The fastest setting of each scheme, measured in this run.")
+        )
     return written
 
 
@@ -650,11 +660,14 @@ def _policy_plots(rows: list[dict], out: Path, plt) -> list[tuple[Path, str]]:
         a1.set_title("measured (solid, ± std over seeds) and predicted (dashed)")
         a2.set_ylabel("mean γ per round")
         a2.set_title("draft length chosen")
-        fig.tight_layout()
-        path = out / "policies_vs_rate.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return [(path, "Goodput against the uplink rate for every draft policy, measured beside predicted.")]
+        return [
+            _save(
+                plt,
+                fig,
+                out / "policies_vs_rate.png",
+                "Goodput against the uplink rate for every draft policy, measured beside predicted.",
+            )
+        ]
     labels = sorted(groups)
     measured = [_mean([r["tokens_per_s"] for r in groups[k]]) for k in labels]
     steady = [
@@ -680,11 +693,7 @@ def _policy_plots(rows: list[dict], out: Path, plt) -> list[tuple[Path, str]]:
     ax.set_title("measured and predicted goodput per policy")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
-    path = out / "policies.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return [(path, "Measured goodput beside each policy's predicted goodput.")]
+    return [_save(plt, fig, out / "policies.png", "Measured goodput beside each policy's predicted goodput.")]
 
 
 def _fmt(v: Any, spec: str = ".3g") -> str:

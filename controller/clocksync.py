@@ -75,7 +75,9 @@ class ClockEstimator:
         return offset0 + drift * t_ctrl_ns
 
     def to_controller(self, t_agent_ns: int) -> int:
-        """An agent timestamp on the controller's clock."""
+        """An agent timestamp on the controller's clock (unchanged before the first sample)."""
+        if not self.samples:
+            return t_agent_ns
         offset0, drift, _ = self.fit()
         # t_agent = t_ctrl + offset0 + drift * t_ctrl  =>  solve for t_ctrl
         return round((t_agent_ns - offset0) / (1.0 + drift))

@@ -22,6 +22,8 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from agent.link import snr_to_rate
+
 
 def expected_tokens(alpha: float, gamma: int) -> float:
     """E(γ) = (1 − α^{γ+1}) / (1 − α); γ + 1 when α = 1."""
@@ -342,7 +344,7 @@ class Estimates:
         if t_other_s is not None:
             self.t_other.add(max(0.0, t_other_s))
         if snr_db is not None:
-            self.eta.add(math.log2(1.0 + 10.0 ** (snr_db / 10.0)))
+            self.eta.add(snr_to_eta(snr_db))
         self.verify.append((verify_positions or gamma + 1, t_verify_s))
         del self.verify[:-64]
 
@@ -470,8 +472,8 @@ def policy_class(name: str) -> type[DraftPolicy]:
 
 
 def snr_to_eta(snr_db: float) -> float:
-    """Spectral efficiency log2(1 + SNR), bit/s/Hz."""
-    return math.log2(1.0 + 10.0 ** (snr_db / 10.0))
+    """Spectral efficiency log2(1 + SNR), bit/s/Hz: the Shannon rate of 1 Hz, as the agents' links compute it."""
+    return snr_to_rate(snr_db, 1.0)
 
 
 class BandAllocator:

@@ -505,14 +505,16 @@ def load_sweep(path: Path, data: Any, base: Generation) -> dict[str, list]:
     _unknown(path, "sweep", data, (*SWEEPABLE, "variants"))
     sweep: dict[str, list] = {}
 
-    def check(where: str, name: str, value: Any, gen: Generation) -> Generation:
+    def check(where: str, name: str, value: Any, gen: Generation) -> tuple[Generation, Any]:
+        """The generation with the value set, and the value as the sweep keeps it (a rate in bit/s)."""
         if name == "agents":
             if _typed(path, where, value, int, "a positive integer") < 1:
                 raise ProfileError(f"{path}: {where}: expected a positive integer, got {value}")
-            return gen
+            return gen, value
         if name == "uplink_rate_bps":
-            return replace(gen, uplink_rate_bps=None if value is None else _rate(path, where, value))
-        return check_generation(path, replace(gen, **{name: value}), where=f"{where} ->")
+            value = None if value is None else _rate(path, where, value)
+            return replace(gen, uplink_rate_bps=value), value
+        return check_generation(path, replace(gen, **{name: value}), where=f"{where} ->"), value
 
     for name, values in data.items():
         if name == "variants":
@@ -521,15 +523,12 @@ def load_sweep(path: Path, data: Any, base: Generation) -> dict[str, list]:
             raise ProfileError(f"{path}: sweep.{name}: expected a non-empty list of values, got {values!r}")
         if len(set(map(repr, values))) != len(values):
             raise ProfileError(f"{path}: sweep.{name}: a value is repeated")
-        for i, value in enumerate(values):
-            check(f"sweep.{name}[{i}]", name, value, base)
-        if name == "uplink_rate_bps":
-            values = [None if v is None else _rate(path, f"sweep.{name}[{i}]", v) for i, v in enumerate(values)]
-        sweep[name] = list(values)
+        sweep[name] = [check(f"sweep.{name}[{i}]", name, value, base)[1] for i, value in enumerate(values)]
     if "variants" in data:
         variants = data["variants"]
         if not isinstance(variants, list) or not variants:
             raise ProfileError(f"{path}: sweep.variants: expected a non-empty list of mappings")
+        sweep["variants"] = []
         for i, variant in enumerate(variants):
             if not isinstance(variant, dict) or not variant:
                 raise ProfileError(f"{path}: sweep.variants[{i}]: expected a mapping of sweepable fields")
@@ -537,16 +536,10 @@ def load_sweep(path: Path, data: Any, base: Generation) -> dict[str, list]:
             both = set(variant) & set(sweep)
             if both:
                 raise ProfileError(f"{path}: sweep.variants[{i}].{sorted(both)[0]}: also swept as a list; use one")
-            gen = base
+            gen, kept = base, {}
             for name, value in variant.items():
-                gen = check(f"sweep.variants[{i}].{name}", name, value, gen)
-        sweep["variants"] = [
-            {
-                k: (_rate(path, "sweep.variants", v) if k == "uplink_rate_bps" and v is not None else v)
-                for k, v in var.items()
-            }
-            for var in variants
-        ]
+                gen, kept[name] = check(f"sweep.variants[{i}].{name}", name, value, gen)
+            sweep["variants"].append(kept)
     return sweep
 
 

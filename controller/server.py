@@ -43,7 +43,7 @@ from agent.protocol import (
 )
 from controller.batch import batched_logits
 from controller.clocksync import ClockEstimator
-from controller.policies import BandAllocator, Decision
+from controller.policies import BandAllocator, Decision, DraftPolicy, Estimates, policy_class
 from controller.profiles import Generation
 from controller.results import RoundRecord
 from controller.verify import greedy_verify, reconstruct, speculative_verify, tail_mass
@@ -133,9 +133,9 @@ class Session:
     ping_seq: int = 0
     last_verified_ns: int = 0  # previous round's verdict ready (controller clock)
     settings: dict | None = None  # the CONFIGURE settings last sent
-    policy: object = None  # controller.policies.DraftPolicy for the current grid point
+    policy: DraftPolicy | None = None  # for the current grid point
     policy_key: tuple | None = None
-    estimates: object = None  # controller.policies.Estimates
+    estimates: Estimates | None = None
     next_gamma: int = 0  # γ asked for in the last verdict
     staged: tuple | None = None  # (payload, frame bytes, received ns, decoded ns) waiting for its batch
     band_hz: float | None = None  # the agent's share of links.band_hz, as last sent to it
@@ -267,14 +267,10 @@ class Controller:
         return settings
 
     def _policy(self, session: Session):
-        from controller.policies import policy_class
-
         g = self.generation
         if session.policy is None or session.policy_key != (g.draft_policy, g.draft_length, g.gamma_max):
             session.policy = policy_class(g.draft_policy)(g.draft_length, g.gamma_max)
             session.policy_key = (g.draft_policy, g.draft_length, g.gamma_max)
-            from controller.policies import Estimates
-
             session.estimates = Estimates()
         return session.policy
 
@@ -635,7 +631,7 @@ class Controller:
         """Feed the round into the agent's online estimates (the draft and bandwidth policies read them)."""
         msg, session = r.msg, r.session
         t = msg.times
-        to_ctrl = session.clock.to_controller if session.clock.samples else (lambda ns: ns)
+        to_ctrl = session.clock.to_controller
         per_token = msg.token_ids.itemsize + 4 + msg.top_k * (0 if msg.dense else msg.topk_indices.itemsize)
         per_token += msg.top_k * msg.topk_probs.itemsize + (4 if msg.tv is not None else 0)
         link = msg.link or {}
@@ -672,7 +668,7 @@ class Controller:
         new, done = job.extend(r.drafts[: r.n_accepted].tolist() + [r.next_token], self.eos_ids)
         t = msg.times
         clock = session.clock
-        to_ctrl = clock.to_controller if clock.samples else (lambda ns: ns)
+        to_ctrl = clock.to_controller
         est = session.estimates
         band_sent = session.band_hz  # the share this round's payload was sent with
         if self.allocator is not None:
@@ -747,8 +743,8 @@ class Controller:
 
     def _send_share(self, session: Session) -> None:
         """Send the agent its band share when the allocation moved it (by more than 0.5%)."""
-        share = self.allocator.share(session.name) if self.allocator else None
-        if share is None or (session.band_hz and abs(share - session.band_hz) <= 0.005 * session.band_hz):
+        share = self.allocator.share(session.name)
+        if session.band_hz and abs(share - session.band_hz) <= 0.005 * session.band_hz:
             return
         self._send(session.identity, LinkUpdate(up={"bandwidth_hz": share}))
         session.band_hz = share
