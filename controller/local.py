@@ -14,6 +14,7 @@ from typing import Any
 from agent.models import LoadedModel, load_model, prepare_model
 from controller.collector import TelemetryCollector
 from controller.energy import host_summary, read_series
+from controller.placement import agent_settings, controller_device, role_dtype
 from controller.profiles import Experiment, Prompt
 from controller.results import RoundRecord, RunWriter, git_commit, host_facts, summarise, versions
 from controller.server import Controller, Job, job_seed
@@ -95,10 +96,13 @@ def run_local(
     returns its summary.
     """
     n_agents = agents or experiment.agents
+    if experiment.agent_device and experiment.agent_device.threads:
+        agent_threads = experiment.agent_device.threads
     gen = experiment.generation
     pair = experiment.models
     prepare_model(pair.drafter)  # convert once here, not in N agents at once
-    target = target or load_model(pair.target)
+    device = controller_device(experiment)
+    target = target or load_model(pair.target, device, role_dtype(experiment, "target"))
     writer = RunWriter(out_dir)
     remote = bind is not None
     manifest: dict[str, Any] = {
@@ -108,7 +112,12 @@ def run_local(
         "versions": versions(),
         "git": git_commit(),
         "controller": host_facts(),
-        "target": {"name": target.name, "vocab_size": target.vocab_size},
+        "target": {
+            "name": target.name,
+            "vocab_size": target.vocab_size,
+            "device": target.device,
+            "dtype": target.dtype,
+        },
         "started_unix_s": time.time(),
     }
     writer.write_json("manifest.json", manifest)
@@ -153,7 +162,9 @@ def run_local(
             "host_sampler": experiment.telemetry_host_sampler,
         },
         endpoint=bind or "tcp://127.0.0.1:*",
+        device=target.device,
         min_agents=n_agents,
+        agent_model=agent_settings(experiment),
     )
     own = ControllerTelemetry(collector, rate, experiment.telemetry_host_sampler)
     own.start()
