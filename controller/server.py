@@ -124,6 +124,7 @@ class Session:
     target: CachedLM
     ready: bool = False
     left: str | None = None  # why the controller lost it (said bye, connection closed, process exited)
+    left_ns: int | None = None  # when (controller monotonic ns)
     job: Job | None = None
     request_id: int = -1
     round: int = 0
@@ -793,7 +794,7 @@ class Controller:
             return
         self.flush_batch()  # a homogeneous batch no longer waits for it
         log.warning("agent %s left: %s", session.name, why)
-        session.left = why
+        session.left, session.left_ns = why, time.monotonic_ns()
         self.departed.append(session)
         if self.allocator is not None and self.allocator.remove(session.name):
             # the others take up its share: from their next payload on (sent with their next verdict)
@@ -819,6 +820,7 @@ class Controller:
                 "prompts": s.jobs_done,
                 "clock": s.clock.describe(),
                 "left": s.left,
+                "left_ns": s.left_ns,
             }
             for s in [*self.departed, *self.sessions.values()]
         }
