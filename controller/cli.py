@@ -380,7 +380,7 @@ def cmd_bench_fuzz(args: argparse.Namespace) -> int:
         print(
             f"{result['frames']} frames (seed {result['seed']}): {result['other_exceptions']} exceptions other than "
             f"ProtocolError, {result['slow_calls']} calls over {result['slow_call_threshold_s']} s (slowest "
-            f"{result['slowest_call_s']} s), RSS {result['rss_before_bytes'] / 2**20:.1f} MiB before, "
+            f"{result['slowest_call_cpu_s']} s CPU, {result['slowest_call_wall_s']} s wall), RSS {result['rss_before_bytes'] / 2**20:.1f} MiB before, "
             f"{result['rss_after_bytes'] / 2**20:.1f} MiB after, {result['wall_s']} s"
         )
         print("outcomes: " + ", ".join(f"{k} {v}" for k, v in result["outcomes"].items()))

@@ -7,8 +7,10 @@ random bytes, truncated and bit-flipped valid frames, one field replaced by
 a value of another type (every field of every message type in turn), huge
 declared lengths, deep nesting and amplification layouts (a 16 MB frame of
 empty arrays, a frame that declares a 4 GiB string).  The report counts
-exceptions other than ``ProtocolError`` (must be 0), calls slower than
-``SLOW_CALL_S`` (must be 0) and the process's resident memory before and
+exceptions other than ``ProtocolError`` (must be 0), calls that take more than
+``SLOW_CALL_S`` of CPU time (must be 0; CPU time, because wall time on a
+shared machine also counts other processes' turns; the slowest wall time
+is reported beside it) and the process's resident memory before and
 after.
 """
 
@@ -240,7 +242,7 @@ def run_fuzz(frames: int, seed: int = 0, progress: Callable[[int], None] | None 
     other: Counter[str] = Counter()
     examples: list[dict] = []
     slow = 0
-    worst_s = 0.0
+    worst_s = worst_cpu_s = 0.0
     t0 = time.monotonic()
     rss_after_warmup = None
     for n, (kind, frame) in enumerate(gen):
@@ -251,7 +253,7 @@ def run_fuzz(frames: int, seed: int = 0, progress: Callable[[int], None] | None 
             rss_after_warmup = rss_bytes()
         kinds[kind] += 1
         vocab = VOCAB if n % 2 else None
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.thread_time()
         try:
             decode(frame, vocab_size=vocab)
             outcome = "ok"
@@ -262,9 +264,9 @@ def run_fuzz(frames: int, seed: int = 0, progress: Callable[[int], None] | None 
             other[type(exc).__name__] += 1
             if len(examples) < 10:
                 examples.append({"kind": kind, "exception": repr(exc)[:200], "frame_hex": frame[:64].hex()})
-        elapsed = time.perf_counter() - start
-        worst_s = max(worst_s, elapsed)
-        if elapsed > SLOW_CALL_S:
+        cpu_s = time.thread_time() - start_cpu
+        worst_s, worst_cpu_s = max(worst_s, time.perf_counter() - start), max(worst_cpu_s, cpu_s)
+        if cpu_s > SLOW_CALL_S:
             slow += 1
         outcomes[outcome] += 1
         if progress and n % 10_000 == 0:
@@ -282,7 +284,8 @@ def run_fuzz(frames: int, seed: int = 0, progress: Callable[[int], None] | None 
         "examples": examples,
         "slow_calls": slow,
         "slow_call_threshold_s": SLOW_CALL_S,
-        "slowest_call_s": round(worst_s, 4),
+        "slowest_call_cpu_s": round(worst_cpu_s, 4),
+        "slowest_call_wall_s": round(worst_s, 4),
         "rss_before_bytes": rss_before,
         "rss_after_warmup_bytes": rss_after_warmup,
         "rss_after_bytes": rss_after,

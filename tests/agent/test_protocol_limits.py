@@ -86,4 +86,4 @@ def test_bench_fuzz_at_ten_thousand_frames():
     assert result["frames"] == 10000 and result["other_exceptions"] == 0 and result["slow_calls"] == 0
     assert set(result["kinds"]) >= {"random_bytes", "field_type", "huge_length", "deep_nesting", "amplification"}
     assert result["rss_after_bytes"] - result["rss_after_warmup_bytes"] < 50 * 2**20
-    assert np.isfinite(result["slowest_call_s"])
+    assert np.isfinite(result["slowest_call_cpu_s"])

@@ -31,6 +31,7 @@ from controller.local import run_local
 from controller.profiles import load_experiment
 
 HEARTBEAT_TIMEOUT_S = 3.0
+DRAFT_DELAY_S = 0.1
 
 
 def experiment(tmp_path, prompts: int = 6):
@@ -39,7 +40,10 @@ def experiment(tmp_path, prompts: int = 6):
         "".join(f'{{"id": "t{i}", "prompt_token_ids": [0, {3 + i}, {7 + 2 * i}]}}\n' for i in range(prompts))
     )
     x = load_experiment("tiny", prompts=str(path), max_new_tokens=32)
-    return dataclasses.replace(x, liveness=Liveness(0.5, HEARTBEAT_TIMEOUT_S, 600.0))
+    # drafting held back 0.1 s a token (a sleep, no CPU): the run outlasts the attacks even on a loaded machine
+    slow = {"up": {}, "down": {}, "draft_delay_s": DRAFT_DELAY_S}
+    links = {"up": {}, "down": {}, "seed": 0, "agents": {"agent-0": slow, "agent-1": slow}}
+    return dataclasses.replace(x, liveness=Liveness(0.5, HEARTBEAT_TIMEOUT_S, 600.0), links=links)
 
 
 @pytest.fixture(scope="module")
@@ -95,17 +99,23 @@ def dealer(endpoint: str, keys: ClientKeys | None) -> zmq.Socket:
 
 
 ATTACKER = """
-import sys, zmq
+import os, sys, zmq
+from zmq.utils.monitor import recv_monitor_message
 from agent.security import apply_client, load_client_keys
+HUNG_UP = (zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+           | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
 ctx = zmq.Context()
-s = ctx.socket(zmq.DEALER)
-if sys.argv[2] != "-":
-    apply_client(s, load_client_keys(sys.argv[2], sys.argv[3]))
-s.connect(sys.argv[1])
-s.send(b"\\x9f\\x03\\x05" + b"\\x90" * (16 << 20))  # a draft payload of 16 M empty arrays
-s.send(bytes(100 << 20))  # 100 MB
-s.close(linger=5000)
-ctx.term()
+# a draft payload of 16 M empty arrays, then 100 MB, each on its own connection
+for frame in (b"\\x9f\\x03\\x05" + b"\\x90" * (16 << 20), bytes(100 << 20)):
+    s = ctx.socket(zmq.DEALER)
+    if sys.argv[2] != "-":
+        apply_client(s, load_client_keys(sys.argv[2], sys.argv[3]))
+    mon = s.get_monitor_socket(HUNG_UP)
+    s.connect(sys.argv[1])
+    s.send(frame)
+    print(recv_monitor_message(mon)["event"], flush=True)  # the controller hangs up
+    s.close(linger=0)
+os._exit(0)
 """
 
 
