@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: An agent's ERRORs for one prompt after which the prompt is given up (recorded, not retried).
+#: A prompt failed by this many agents (or by every agent present) is given up (recorded, not retried).
 MAX_PROMPT_ERRORS = 3
 
 
@@ -116,12 +116,14 @@ def check_echo(settings: dict | None, gamma: int, msg: DraftPayload) -> None:
 
 
 def fail_over(ctrl: Controller, session: Session, err: Error) -> None:
-    """An agent's ERROR while it holds a prompt: the prompt goes back to the queue, to be run afresh.
+    """An agent's ERROR (or a refused payload) while it holds a prompt: the prompt goes to another agent.
 
     The agent stopped working on it (it drafts only on a request or a
-    verdict), so leaving it assigned would hang the run.  A prompt that
-    draws ``MAX_PROMPT_ERRORS`` errors is given up: counted and recorded
-    in ``failed_prompts``, the run finishes without it.
+    verdict), so leaving it assigned would hang the run.  The prompt is run
+    afresh by an agent that has not failed it; once ``MAX_PROMPT_ERRORS``
+    agents, or every agent present, failed it, it is given up: counted
+    (``prompt_failed``) and listed in ``failed_prompts``; the run finishes
+    without it.
     """
     req = err.context.get("request_id")
     job = session.job
@@ -129,14 +131,15 @@ def fail_over(ctrl: Controller, session: Session, err: Error) -> None:
         return
     session.job, session.staged, session.waiting_since_ns = None, None, 0
     session.target.reset()
-    ctrl.prompt_errors[job.prompt_id] += 1
-    if ctrl.prompt_errors[job.prompt_id] >= MAX_PROMPT_ERRORS:
+    failed = ctrl.failed_by.setdefault(job.prompt_id, set())
+    failed.add(session.name)
+    if len(failed) >= MAX_PROMPT_ERRORS or {s.name for s in ctrl.sessions.values()} <= failed:
         ctrl.errors["prompt_failed"] += 1
         ctrl.failed_prompts.append(job.prompt_id)
         ctrl.unfinished -= 1
-        log.error("prompt %s failed on %d agent errors; giving it up", job.prompt_id, MAX_PROMPT_ERRORS)
+        log.error("prompt %s failed on agents %s; giving it up", job.prompt_id, sorted(failed))
         return
-    log.warning("agent %s failed prompt %s (%s); it goes back to the queue", session.name, job.prompt_id, err.code)
+    log.warning("agent %s failed prompt %s (%s); it goes to another agent", session.name, job.prompt_id, err.code)
     ctrl.pending.appendleft(job)
-    for other in [*(s for s in ctrl.sessions.values() if s is not session), session]:
-        ctrl._assign_one(other)
+    for s in list(ctrl.sessions.values()):
+        ctrl._assign_one(s)

@@ -204,7 +204,7 @@ class Controller:
         self.liveness = liveness or Liveness()
         self.user_of: dict[bytes, str] = {}  # agent identity -> the name its CURVE key is enrolled under
         self.failed_prompts: list[str] = []
-        self.prompt_errors: Counter[str] = Counter()  # agent ERRORs per prompt (controller.liveness.fail_over)
+        self.failed_by: dict[str, set[str]] = {}  # prompt id -> agents that failed it (controller.liveness)
         max_gamma = max(gamma_max or 0, generation.gamma_max, generation.draft_length)
         self.sock.setsockopt(zmq.MAXMSGSIZE, controller_frame_bytes(self.vocab_size, max_gamma))
         self.liveness.apply(self.sock)
@@ -403,6 +403,9 @@ class Controller:
                 raise ProtocolError("unexpected", f"{type(msg).__name__} is not sent to a controller")
         except ProtocolError as exc:
             self._reply_error(identity, exc)
+            held = self.sessions.get(identity)
+            if held is not None and held.job is not None and exc.code not in ("unexpected", "unknown_agent"):
+                fail_over(self, held, Error(exc.code, exc.message, {}))  # a refused payload ends its round
         except Exception as exc:  # a bug must not take the other agents down
             log.exception("internal error handling a message")
             self._reply_error(identity, ProtocolError("internal", f"{type(exc).__name__}: {exc}"))
@@ -515,9 +518,11 @@ class Controller:
             return
         if self.active is not None and session.name not in self.active:
             return
-        if not self.pending:
+        # not a prompt this agent already failed (controller.liveness.fail_over)
+        job = next((j for j in self.pending if session.name not in self.failed_by.get(j.prompt_id, ())), None)
+        if job is None:
             return
-        job = self.pending.popleft()
+        self.pending.remove(job)
         if self.first_request_ns is None:
             self.first_request_ns = time.monotonic_ns()
         job.generated = []
