@@ -18,7 +18,7 @@ def test_agent_says_hello_again_when_the_controller_does_not_know_it(keys):
     enrolment = Enrolment(keys)
     enrolment.serve(router)
     router.setsockopt(zmq.LINGER, 0)
-    router.setsockopt(zmq.RCVTIMEO, 30000)
+    router.setsockopt(zmq.RCVTIMEO, 120_000)  # an agent process imports torch first: slow on a loaded machine
     router.bind("tcp://127.0.0.1:0")
     endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
     agent = subprocess.Popen(
