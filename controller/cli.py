@@ -23,7 +23,8 @@ EPILOG = """examples:
   specbed report results/20261123-101500-quickstart
   specbed bench telemetry --rate 20 --duration 10
   specbed bench verify --json verify.json   batched against one-by-one verification (GPU)
-  specbed agent --connect tcp://10.0.0.1:5555 --name orin-1
+  specbed keys --dir keys --agents orin-1,orin-2   enrol the controller and two boards (SECURITY.md)
+  specbed agent --connect tcp://10.0.0.1:5555 --name orin-1 --key orin-1.key_secret --server-key controller.key
 """
 
 
@@ -91,9 +92,12 @@ def cmd_local(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from agent.models import ModelError
+    from controller.keys import KeysError
     from controller.local import run_local
     from controller.profiles import ProfileError, load_experiment
 
+    if args.insecure:
+        print("warning: --insecure: agents are not authenticated and traffic is in the clear", file=sys.stderr)
     try:
         experiment = load_experiment(args.profile, prompts=args.prompts, max_new_tokens=args.max_new_tokens)
     except ProfileError as exc:
@@ -135,7 +139,13 @@ def cmd_local(args: argparse.Namespace) -> int:
                 telemetry_port=getattr(args, "telemetry_port", None),
                 wait_agents_s=getattr(args, "wait_agents", 600.0),
                 on_status=lambda status: progress.update(task, rate=status),
+                keys_dir=getattr(args, "keys", None),
+                insecure=args.insecure,
             )
+        except (KeysError, ProfileError) as exc:
+            progress.stop()
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         except (RuntimeError, TimeoutError, ModelError) as exc:
             progress.stop()
             print(f"error: {exc}", file=sys.stderr)
@@ -153,6 +163,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from agent.models import ModelError
     from controller.experiment import RunError, expand_grid, run_experiment
+    from controller.keys import KeysError
     from controller.local import AgentsMissing
     from controller.profiles import ProfileError, load_experiment, load_testbed
 
@@ -168,7 +179,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         grid = expand_grid(experiment)
         if args.testbed:
             testbed = load_testbed(args.testbed)
-            bind = bind or "tcp://0.0.0.0:5555"
+            bind = bind or _testbed_bind(testbed)
             need = max((p.agents for p in grid), default=0)
             if need > len(testbed.agents):
                 print(
@@ -179,6 +190,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ProfileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.insecure:
+        print("warning: --insecure: agents are not authenticated and traffic is in the clear", file=sys.stderr)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out_dir = Path(args.resume or args.out or Path("results") / f"{stamp}-{experiment.name}")
     prompts = len(experiment.prompts)
@@ -213,8 +226,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                 telemetry_port=args.telemetry_port if bind else None,
                 wait_agents_s=args.wait_agents,
                 on_progress=on_progress,
+                keys_dir=args.keys,
+                insecure=args.insecure,
             )
-        except (RunError, ProfileError, ModelError) as exc:
+        except (RunError, ProfileError, ModelError, KeysError) as exc:
             progress.stop()
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -352,6 +367,64 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     return 0
+
+
+def cmd_bench_fuzz(args: argparse.Namespace) -> int:
+    from controller.fuzz import fuzz_ok, run_fuzz
+
+    if args.frames < 1:
+        print("error: --frames must be at least 1", file=sys.stderr)
+        return 2
+    result = run_fuzz(args.frames, args.seed, progress=lambda n: print(f"{n} frames", file=sys.stderr, flush=True))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(
+            f"{result['frames']} frames (seed {result['seed']}): {result['other_exceptions']} exceptions other than "
+            f"ProtocolError, {result['slow_calls']} calls over {result['slow_call_threshold_s']} s (slowest "
+            f"{result['slowest_call_cpu_s']} s CPU, {result['slowest_call_wall_s']} s wall), RSS {result['rss_before_bytes'] / 2**20:.1f} MiB before, "
+            f"{result['rss_after_bytes'] / 2**20:.1f} MiB after, {result['wall_s']} s"
+        )
+        print("outcomes: " + ", ".join(f"{k} {v}" for k, v in result["outcomes"].items()))
+        for ex in result["examples"]:
+            print(f"  {ex['kind']}: {ex['exception']} (frame {ex['frame_hex']})")
+    return 0 if fuzz_ok(result) else 1
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from controller.keys import KeysError, make_keys
+
+    names = [n.strip() for n in args.agents.split(",") if n.strip()]
+    if not names:
+        print("error: --agents needs at least one agent name", file=sys.stderr)
+        return 2
+    try:
+        written = make_keys(Path(args.dir), names)
+    except (KeysError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"wrote {path}")
+    print(
+        f"controller: --keys {args.dir}; each agent: --key {args.dir}/agents/NAME.key_secret "
+        f"--server-key {args.dir}/controller.key (SECURITY.md)"
+    )
+    return 0
+
+
+def _testbed_bind(testbed) -> str:
+    """Where `specbed run --testbed` binds: the controller_address its agents are given, port 5555."""
+    from controller.profiles import ProfileError
+    from controller.provision import ProvisionError, inventory_hosts
+
+    try:
+        hostvars = inventory_hosts(testbed.inventory).get("_meta", {}).get("hostvars", {})
+    except ProvisionError as exc:
+        raise ProfileError(str(exc)) from None
+    found = {hostvars.get(a, {}).get("controller_address") for a in testbed.agents} - {None, ""}
+    if len(found) != 1:
+        raise ProfileError(f"testbed {testbed.name}: agents' controller_address {sorted(found)}; give --bind")
+    return f"tcp://{found.pop()}:5555"
 
 
 def cmd_bench_verify(args: argparse.Namespace) -> int:
@@ -540,7 +613,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     local.add_argument("--max-new-tokens", type=int, default=None, help="tokens to generate per prompt")
     local.add_argument("--out", default=None, help="results folder (default: results/<timestamp>-<profile>)")
+    local.add_argument("--insecure", action="store_true", help="no CURVE keys (debugging only; see SECURITY.md)")
     local.set_defaults(func=cmd_local)
+
+    keys = sub.add_parser(
+        "keys",
+        help="enrol the controller and agents: CURVE key pairs (SECURITY.md)",
+        description="Write DIR/controller.key(_secret) (kept if present) and DIR/agents/NAME.key(_secret) for "
+        "every NAME (replaced: that is how a key is rotated). Secrets are mode 0600.",
+    )
+    keys.add_argument("--dir", required=True, help="the keys folder")
+    keys.add_argument("--agents", required=True, help="agent names, comma-separated (as in --name / agent_name)")
+    keys.set_defaults(func=cmd_keys)
 
     serve = sub.add_parser(
         "serve",
@@ -548,7 +632,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Bind the controller at --bind, wait for --agents agents to connect and become ready, "
         "generate for every prompt and write the run folder, as `specbed local` does.",
     )
-    serve.add_argument("--bind", default="tcp://0.0.0.0:5555", help="controller endpoint (default tcp://0.0.0.0:5555)")
+    serve.add_argument("--bind", required=True, help="controller endpoint, e.g. tcp://10.0.0.1:5555 (no default)")
+    serve.add_argument("--keys", default=None, help="keys folder from `specbed keys`: only its agents may connect")
+    serve.add_argument("--insecure", action="store_true", help="no CURVE: anyone may connect (debugging only)")
     serve.add_argument("--agents", type=int, default=None, help="agents to wait for (default: the profile's)")
     serve.add_argument(
         "--telemetry-port",
@@ -641,8 +727,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", default=None, metavar="DIR", help="finish the run in DIR (its own profile copy is used)"
     )
     run.add_argument(
-        "--testbed", default=None, help="use the agents of this testbed profile (binds tcp://0.0.0.0:5555)"
+        "--testbed", default=None, help="use the agents of this testbed profile (binds their controller_address)"
     )
+    run.add_argument("--keys", default=None, help="keys folder from `specbed keys` (needed with remote agents)")
+    run.add_argument("--insecure", action="store_true", help="no CURVE: anyone may connect (debugging only)")
     run.add_argument(
         "--bind", default=None, help="wait for remote agents at this endpoint instead of starting local ones"
     )
@@ -676,6 +764,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="CPU/memory source: psutil (default) or procfs (kept-open /proc reads)",
     )
     tele.set_defaults(func=cmd_bench)
+    fz = bench_sub.add_parser("fuzz", help="malformed frames against the protocol decoder (exit 1 on a finding)")
+    fz.add_argument("--frames", type=int, default=100_000, help="frames to generate (default 100000)")
+    fz.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+    fz.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    fz.set_defaults(func=cmd_bench_fuzz)
     ver = bench_sub.add_parser(
         "verify", help="batched against one-by-one target verification of N agents' drafts (random Llama models)"
     )

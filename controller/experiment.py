@@ -46,9 +46,11 @@ import torch
 from agent.drafter import Drafter, DraftSettings
 from agent.lm import CachedLM, probs_from_logits
 from agent.models import LoadedModel, load_model, prepare_model
+from controller.keys import enrolment_for
+from controller.liveness import Liveness
 from controller.local import reap_dead_agents, say_bye_and_wait
 from controller.placement import agent_settings, role_dtype
-from controller.profiles import Experiment, Generation, load_experiment
+from controller.profiles import Experiment, Generation, check_token_ids, load_experiment
 from controller.results import RoundRecord, git_commit, host_facts, read_jsonl, versions, write_json_atomic
 from controller.server import Controller, Job, eos_token_ids, job_seed
 from controller.verify import greedy_verify, speculative_verify
@@ -223,6 +225,8 @@ def run_experiment(
     on_progress: Callable[[Progress], None] | None = None,
     target: LoadedModel | None = None,
     stop_after_points: int | None = None,
+    keys_dir: str | Path | None = None,
+    insecure: bool = False,
 ) -> Path:
     """Run (or, with ``resume``, finish) an experiment in ``out_dir``; returns the folder.
 
@@ -267,7 +271,7 @@ def run_experiment(
     try:
         if todo:
             _Segment(experiment, out_dir, grid, todo, done, seg, manifest, target, on_progress).run(
-                bind, telemetry_port, wait_agents_s, agent_threads
+                bind, telemetry_port, wait_agents_s, agent_threads, keys_dir, insecure
             )
     finally:
         seg["finished_unix_s"] = time.time()
@@ -354,7 +358,7 @@ class _Segment:
             index = self.grid.index(point) + 1 if point is not None else 0
             self.on_progress(Progress(index, len(self.grid), point, prompts_done, prompts, self.tokens, rate, status))
 
-    def run(self, bind, telemetry_port, wait_agents_s, agent_threads) -> None:
+    def run(self, bind, telemetry_port, wait_agents_s, agent_threads, keys_dir=None, insecure=False) -> None:
         from controller.collector import TelemetryCollector
         from controller.local import ControllerTelemetry, prompt_token_ids
 
@@ -371,11 +375,20 @@ class _Segment:
             "device": target.device,
             "dtype": target.dtype,
         }
+        check_token_ids(x.prompts, target.vocab_size)  # before any agent starts
         distributed = [p for p in self.todo if p.scheme in DISTRIBUTED]
+        n_local = max((p.agents for p in distributed), default=0)
+        self.enrolment = enrolment = enrolment_for(
+            keys_dir, insecure, bool(bind), [f"agent-{i}" for i in range(n_local)]
+        )
+        self.seg["security"] = enrolment.describe()
+        self.seg["liveness"] = (x.liveness or Liveness()).to_dict()
         rate = x.telemetry_rate_hz
         host = bind.rsplit(":", 1)[0] if bind else "tcp://127.0.0.1"
         seg_dir = Path("telemetry") / f"segment-{self.seg['segment']}"
-        collector = TelemetryCollector(self.dir, endpoint=f"{host}:{telemetry_port or '*'}", subdir=str(seg_dir))
+        collector = TelemetryCollector(
+            self.dir, endpoint=f"{host}:{telemetry_port or '*'}", subdir=str(seg_dir), enrolment=enrolment
+        )
         self.seg["telemetry_dir"] = str(seg_dir)
         collector.start()
         own = ControllerTelemetry(collector, rate, x.telemetry_host_sampler)
@@ -397,6 +410,9 @@ class _Segment:
                     device=self.device,
                     links=x.links,
                     agent_model=agent_settings(x),
+                    enrolment=enrolment,
+                    liveness=x.liveness,
+                    gamma_max=max(p.generation.gamma_max for p in distributed),
                     telemetry={
                         "port": int(collector.endpoint.rsplit(":", 1)[1]),
                         "rate_hz": rate,
@@ -428,6 +444,8 @@ class _Segment:
                 controller.close()
             own.stop()
             collector.stop()
+            self.seg["security"] = enrolment.describe()
+            enrolment.close()
             self.seg["telemetry"].update({"rows": dict(collector.rows), "errors": dict(collector.errors)})
             self.rounds.close()
             self.outputs.close()
@@ -440,6 +458,7 @@ class _Segment:
         for i in range(n):
             name = f"agent-{i}"
             cmd = [sys.executable, "-m", "agent", "--connect", endpoint, "--name", name, "--device", device]
+            cmd += self.enrolment.agent_args(name)
             if threads:
                 cmd += ["--threads", str(threads)]
             log_path = self.dir / "logs" / f"segment-{self.seg['segment']}" / f"{name}.log"

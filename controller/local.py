@@ -14,8 +14,10 @@ from typing import Any
 from agent.models import LoadedModel, load_model, prepare_model
 from controller.collector import TelemetryCollector
 from controller.energy import host_summary, read_series
+from controller.keys import enrolment_for
+from controller.liveness import Liveness
 from controller.placement import agent_settings, controller_device, role_dtype
-from controller.profiles import Experiment, Prompt
+from controller.profiles import Experiment, Prompt, check_token_ids
 from controller.results import RoundRecord, RunWriter, git_commit, host_facts, summarise, versions
 from controller.server import Controller, Job, job_seed
 from controller.shared_energy import attribute_shared, run_energy
@@ -82,6 +84,8 @@ def run_local(
     telemetry_port: int | None = None,
     wait_agents_s: float = 600.0,
     on_status: Callable[[str], None] | None = None,
+    keys_dir: str | Path | None = None,
+    insecure: bool = False,
 ) -> LocalRun:
     """Generate for every prompt of ``experiment`` with agent subprocesses.
 
@@ -95,6 +99,10 @@ def run_local(
     address (default: a free port, which agents learn from CONFIGURE).
     ``on_status`` is told what the run waits for.  Writes the run folder and
     returns its summary.
+
+    Security (SECURITY.md): the controller accepts only the agents enrolled
+    under ``keys_dir`` (``specbed keys``); local agents get throwaway keys
+    when none are given; a remote run needs ``keys_dir`` or ``insecure``.
     """
     n_agents = agents or experiment.agents
     if experiment.agent_device and experiment.agent_device.threads:
@@ -104,8 +112,11 @@ def run_local(
     prepare_model(pair.drafter)  # convert once here, not in N agents at once
     device = controller_device(experiment)
     target = target or load_model(pair.target, device, role_dtype(experiment, "target"))
-    writer = RunWriter(out_dir)
+    check_token_ids(experiment.prompts, target.vocab_size)  # before anything starts
     remote = bind is not None
+    names = [f"agent-{i}" for i in range(n_agents)]
+    enrolment = enrolment_for(keys_dir, insecure, remote, names)
+    writer = RunWriter(out_dir)
     manifest: dict[str, Any] = {
         "kind": "remote" if remote else "local",
         "profile": experiment.to_dict(),
@@ -120,6 +131,8 @@ def run_local(
             "dtype": target.dtype,
         },
         "started_unix_s": time.time(),
+        "security": enrolment.describe(),
+        "liveness": (experiment.liveness or Liveness()).to_dict(),
     }
     writer.write_json("manifest.json", manifest)
 
@@ -147,7 +160,7 @@ def run_local(
 
     rate = experiment.telemetry_rate_hz
     host = bind.rsplit(":", 1)[0] if remote else "tcp://127.0.0.1"
-    collector = TelemetryCollector(out_dir, endpoint=f"{host}:{telemetry_port or '*'}")
+    collector = TelemetryCollector(out_dir, endpoint=f"{host}:{telemetry_port or '*'}", enrolment=enrolment)
     collector.start()
     controller = Controller(
         target,
@@ -166,6 +179,8 @@ def run_local(
         device=target.device,
         min_agents=n_agents,
         agent_model=agent_settings(experiment),
+        enrolment=enrolment,
+        liveness=experiment.liveness,
     )
     own = ControllerTelemetry(collector, rate, experiment.telemetry_host_sampler)
     own.start()
@@ -176,9 +191,13 @@ def run_local(
         if remote
         else {
             name: spawn_agent(
-                controller.endpoint, name, out_dir / "logs" / f"{name}.log", agent_threads, (agent_args or {}).get(name)
+                controller.endpoint,
+                name,
+                out_dir / "logs" / f"{name}.log",
+                agent_threads,
+                enrolment.agent_args(name) + (agent_args or {}).get(name, []),
             )
-            for name in (f"agent-{i}" for i in range(n_agents))
+            for name in names
         }
     )
 
@@ -212,6 +231,8 @@ def run_local(
         controller.close()
         own.stop()
         collector.stop()
+        manifest["security"] = enrolment.describe()
+        enrolment.close()
         writer.close(prompt_order=[j.prompt_id for j in jobs])
         summary = summarise(
             rounds, target.vocab_size, controller.generation_wall_s(), controller.errors, controller.agent_summaries()
@@ -219,6 +240,7 @@ def run_local(
         summary["total_wall_s"] = total_s  # including agent start-up and drafter loading
         summary["prompts"] = len(outputs)
         summary["prompts_requested"] = len(jobs)
+        summary["prompts_failed"] = list(controller.failed_prompts)
         summary["agent_exit_codes"] = {name: p.returncode for name, p in procs.items()}
         window = (controller.first_request_ns or 0, controller.last_output_ns or 0)
         describes = {"controller": own.describe()}

@@ -19,6 +19,7 @@ import torch
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from agent.limits import controller_frame_bytes
 from agent.lm import CachedLM, probs_from_logits
 from agent.models import LoadedModel
 from agent.protocol import (
@@ -43,6 +44,8 @@ from agent.protocol import (
 )
 from controller.batch import batched_logits
 from controller.clocksync import ClockEstimator
+from controller.keys import HANDSHAKE_FAILED, Enrolment
+from controller.liveness import Liveness, check_echo, fail_over
 from controller.policies import BandAllocator, Decision, DraftPolicy, Estimates, policy_class
 from controller.profiles import Generation
 from controller.results import RoundRecord
@@ -121,6 +124,7 @@ class Session:
     target: CachedLM
     ready: bool = False
     left: str | None = None  # why the controller lost it (said bye, connection closed, process exited)
+    left_ns: int | None = None  # when (controller monotonic ns)
     job: Job | None = None
     request_id: int = -1
     round: int = 0
@@ -141,6 +145,7 @@ class Session:
     band_hz: float | None = None  # the agent's share of links.band_hz, as last sent to it
     prev_parts: tuple | None = None  # ((request, round), agent draft start ns, modelled seconds) of the last round
     configures_out: int = 0  # CONFIGUREs sent and not yet answered with READY
+    waiting_since_ns: int = 0  # a draft request or verdict sent, its payload not yet in (0: none awaited)
 
 
 class Controller:
@@ -160,6 +165,9 @@ class Controller:
         min_agents: int = 1,
         links: dict | None = None,
         agent_model: dict | None = None,
+        enrolment: Enrolment | None = None,
+        liveness: Liveness | None = None,
+        gamma_max: int | None = None,
     ) -> None:
         self.target = target
         self.agent_model = agent_model or {}  # CONFIGURE's device and dtype (controller.placement.agent_settings)
@@ -193,10 +201,21 @@ class Controller:
         self.ctx = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 2000)
+        # bounded cost per frame, enrolled peers only, stalled peers dropped (controller.liveness)
+        self.enrolment = enrolment
+        self.liveness = liveness or Liveness()
+        self.user_of: dict[bytes, str] = {}  # agent identity -> the name its CURVE key is enrolled under
+        self.failed_prompts: list[str] = []
+        self.failed_by: dict[str, set[str]] = {}  # prompt id -> agents that failed it (controller.liveness)
+        max_gamma = max(gamma_max or 0, generation.gamma_max, generation.draft_length)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, controller_frame_bytes(self.vocab_size, max_gamma))
+        self.liveness.apply(self.sock)
+        if enrolment is not None:
+            enrolment.serve(self.sock)
         # An agent whose connection closes (its process crashed or was killed, locally or on a remote
         # host) is lost at once, and its prompt goes to the others: the ROUTER's monitor reports the
         # closed file descriptor, and each agent's messages say which descriptor they came in on.
-        self.monitor = self.sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self.monitor = self.sock.get_monitor_socket(zmq.EVENT_DISCONNECTED | HANDSHAKE_FAILED)
         self.fd_of: dict[bytes, int] = {}  # agent identity -> the descriptor of its connection
         self.closed: set[bytes] = set()  # identities whose connection closed: their queued frames are dropped
         self.sock.bind(endpoint)
@@ -322,6 +341,7 @@ class Controller:
                 raise TimeoutError(f"{what} after {timeout_s} s")
             if check:
                 check()
+            self.liveness.check_rounds(self)
             wait_ms = 100
             if self.batch_deadline_ns is not None:
                 wait_ms = max(0, min(100, (self.batch_deadline_ns - time.monotonic_ns()) // 1_000_000 + 1))
@@ -337,6 +357,8 @@ class Controller:
             if identity in self.closed:
                 continue  # sent before its connection closed; the agent is gone
             self.fd_of[identity] = frames[0].get(zmq.SRCFD)
+            if self.enrolment is not None and self.enrolment.secure:
+                self.user_of[identity] = frames[-1].get("User-Id")
             if len(frames) != 2:
                 self._reply_error(identity, ProtocolError("malformed", f"expected one frame, got {len(frames) - 1}"))
                 continue
@@ -346,6 +368,11 @@ class Controller:
         """Lose the agents whose connection the ROUTER's monitor reports closed."""
         while self.monitor.poll(0):
             event = recv_monitor_message(self.monitor)
+            if event["event"] & HANDSHAKE_FAILED:
+                self.errors["handshake_failed"] += 1
+                if self.enrolment is not None:
+                    self.enrolment.handshake_failed += 1
+                continue
             if event["event"] != zmq.EVENT_DISCONNECTED:
                 continue
             for identity, fd in list(self.fd_of.items()):
@@ -374,16 +401,26 @@ class Controller:
             elif isinstance(msg, Error):
                 self.errors[f"agent_{msg.code}"] += 1
                 log.warning("agent %s reports %s: %s", session.name, msg.code, msg.message)
+                fail_over(self, session, msg)
             else:
                 raise ProtocolError("unexpected", f"{type(msg).__name__} is not sent to a controller")
         except ProtocolError as exc:
             self._reply_error(identity, exc)
+            held = self.sessions.get(identity)
+            if held is not None and held.job is not None and exc.code not in ("unexpected", "unknown_agent"):
+                fail_over(self, held, Error(exc.code, exc.message, {}))  # a refused payload ends its round
         except Exception as exc:  # a bug must not take the other agents down
             log.exception("internal error handling a message")
             self._reply_error(identity, ProtocolError("internal", f"{type(exc).__name__}: {exc}"))
 
     # -- handlers -------------------------------------------------------
     def _on_hello(self, identity: bytes, msg: Hello) -> None:
+        enrolled = self.user_of.get(identity)
+        if enrolled is not None and msg.agent != enrolled:
+            raise ProtocolError("not_enrolled", f"HELLO as {msg.agent!r} with the key enrolled as {enrolled!r}")
+        twin = next((s for s in self.sessions.values() if s.name == msg.agent and s.identity != identity), None)
+        if twin is not None:
+            raise ProtocolError("duplicate_name", f"agent {msg.agent!r} is already connected")
         if identity in self.sessions:
             self.agent_lost(identity, "said hello again")
         session = Session(identity, msg.agent, msg.facts, CachedLM(self.target.model, self.device))
@@ -484,9 +521,11 @@ class Controller:
             return
         if self.active is not None and session.name not in self.active:
             return
-        if not self.pending:
+        # not a prompt this agent already failed (controller.liveness.fail_over)
+        job = next((j for j in self.pending if session.name not in self.failed_by.get(j.prompt_id, ())), None)
+        if job is None:
             return
-        job = self.pending.popleft()
+        self.pending.remove(job)
         if self.first_request_ns is None:
             self.first_request_ns = time.monotonic_ns()
         job.generated = []
@@ -508,6 +547,7 @@ class Controller:
             session.identity,
             DraftRequest(session.request_id, job.prompt_id, job.prompt_token_ids, session.next_gamma, job.seed),
         )
+        session.waiting_since_ns = time.monotonic_ns()
         job.started_ns = time.monotonic_ns()
 
     def _on_payload(self, session: Session, msg: DraftPayload, frame_len: int, t_recv: int) -> None:
@@ -521,6 +561,8 @@ class Controller:
             )
         if session.staged is not None:
             raise ProtocolError("unexpected", f"a second payload for round {msg.round} before its verdict")
+        check_echo(session.settings, session.next_gamma, msg)
+        session.waiting_since_ns = 0
         session.staged = (msg, frame_len, t_recv, t_decoded)
         if self.batch_deadline_ns is None:
             limit = self.generation.batch_window_s if self.batching == "heterogeneous" else BATCH_WAIT_LIMIT_S
@@ -685,6 +727,7 @@ class Controller:
             msg.request_id, msg.round, r.n_accepted, r.next_token, done, session.next_gamma, [r.t_recv, t_reply]
         )
         bytes_down = self._send(session.identity, verdict)
+        session.waiting_since_ns = 0 if done else time.monotonic_ns()
         session.round += 1
         session.rounds_done += 1
         phases = {
@@ -759,7 +802,7 @@ class Controller:
             return
         self.flush_batch()  # a homogeneous batch no longer waits for it
         log.warning("agent %s left: %s", session.name, why)
-        session.left = why
+        session.left, session.left_ns = why, time.monotonic_ns()
         self.departed.append(session)
         if self.allocator is not None and self.allocator.remove(session.name):
             # the others take up its share: from their next payload on (sent with their next verdict)
@@ -785,6 +828,7 @@ class Controller:
                 "prompts": s.jobs_done,
                 "clock": s.clock.describe(),
                 "left": s.left,
+                "left_ns": s.left_ns,
             }
             for s in [*self.departed, *self.sessions.values()]
         }

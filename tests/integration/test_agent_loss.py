@@ -12,6 +12,8 @@ import time
 
 import yaml
 
+from tests.conftest import agent_key_args
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -25,7 +27,7 @@ def read_jsonl(path):
     return [json.loads(ln) for ln in path.read_text().splitlines() if ln.endswith("}")]
 
 
-def test_a_killed_remote_agent_is_lost_and_its_prompt_redone(tmp_path):
+def test_a_killed_remote_agent_is_lost_and_its_prompt_redone(tmp_path, keys):
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text(
         "".join(json.dumps({"id": f"c{i}", "prompt_token_ids": [0, 3 + 5 * i, 4 + i]}) + "\n" for i in range(8))
@@ -44,14 +46,15 @@ def test_a_killed_remote_agent_is_lost_and_its_prompt_redone(tmp_path):
     # the controller and the agents are separate processes, as on a testbed (no process to reap)
     run = subprocess.Popen(
         [sys.executable, "-m", "controller.cli", "run", str(path), "--out", str(out)]
-        + ["--bind", f"tcp://127.0.0.1:{port}", "--telemetry-port", str(tele)],
+        + ["--bind", f"tcp://127.0.0.1:{port}", "--telemetry-port", str(tele), "--keys", str(keys)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
     agents = {
         name: subprocess.Popen(
-            [sys.executable, "-m", "agent", "--connect", f"tcp://127.0.0.1:{port}", "--name", name],
+            [sys.executable, "-m", "agent", "--connect", f"tcp://127.0.0.1:{port}", "--name", name]
+            + agent_key_args(keys, name),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
