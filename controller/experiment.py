@@ -48,6 +48,7 @@ from agent.lm import CachedLM, probs_from_logits
 from agent.models import LoadedModel, load_model, prepare_model
 from controller.local import reap_dead_agents, say_bye_and_wait
 from controller.profiles import Experiment, Generation, load_experiment
+from controller.records import discard_abandoned
 from controller.results import RoundRecord, git_commit, host_facts, read_jsonl, versions, write_json_atomic
 from controller.server import Controller, Job, eos_token_ids, job_seed
 from controller.verify import greedy_verify, speculative_verify
@@ -243,6 +244,7 @@ def run_experiment(
     done = {(o["point"], o["prompt_id"]) for o in outputs}
     rounds, bad_rounds = read_jsonl(out_dir / "rounds.jsonl")
     kept = [r for r in rounds if (r.get("point"), r.get("prompt_id")) in done]
+    kept, _ = discard_abandoned(out_dir, kept, outputs)  # a finished prompt's earlier, abandoned attempts
     if bad_outputs or bad_rounds or len(kept) != len(rounds):
         _rewrite_jsonl(out_dir / "rounds.jsonl", kept)
     if bad_outputs:
@@ -269,6 +271,12 @@ def run_experiment(
                 bind, telemetry_port, wait_agents_s, agent_threads
             )
     finally:
+        # prompts redone after their agent was lost: only the attempt that finished counts
+        rounds, _ = read_jsonl(out_dir / "rounds.jsonl")
+        kept, seg["abandoned_rounds"] = discard_abandoned(out_dir, rounds, read_jsonl(out_dir / "outputs.jsonl")[0])
+        if seg["abandoned_rounds"]:
+            _rewrite_jsonl(out_dir / "rounds.jsonl", kept)
+            seg["discarded_rounds"] += seg["abandoned_rounds"]
         seg["finished_unix_s"] = time.time()
         write_json_atomic(out_dir / "manifest.json", manifest)
     from controller.analysis import write_summary_and_report
@@ -462,6 +470,7 @@ class _Segment:
                 "prompt_id": job.prompt_id,
                 "task": prompt.task,
                 "seed": job.seed,
+                "request_id": job.request_id if job.request_id >= 0 else None,
                 "segment": self.seg["segment"],
                 "agent": self.job_agent.get(job.prompt_id),
                 "prompt_token_ids": job.prompt_token_ids,

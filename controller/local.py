@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from agent.models import LoadedModel, load_model, prepare_model
 from controller.collector import TelemetryCollector
 from controller.energy import host_summary, read_series
 from controller.profiles import Experiment, Prompt
+from controller.records import append_jsonl, check_out_dir, die_with_parent, rewrite_jsonl, split_abandoned
 from controller.results import RoundRecord, RunWriter, git_commit, host_facts, summarise, versions
 from controller.server import Controller, Job, job_seed
 
@@ -59,7 +60,9 @@ def spawn_agent(
         cmd += ["--threads", str(threads)]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     fh = open(log_path, "ab")
-    return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    return subprocess.Popen(
+        cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent()
+    )
 
 
 class AgentsMissing(RuntimeError):
@@ -92,8 +95,9 @@ def run_local(
     seconds, and their telemetry comes to ``telemetry_port`` on the same
     address (default: a free port, which agents learn from CONFIGURE).
     ``on_status`` is told what the run waits for.  Writes the run folder and
-    returns its summary.
+    returns its summary.  ``out_dir`` must be new or empty (``OutDirNotEmpty``).
     """
+    check_out_dir(out_dir)
     n_agents = agents or experiment.agents
     gen = experiment.generation
     pair = experiment.models
@@ -201,9 +205,15 @@ def run_local(
         own.stop()
         collector.stop()
         writer.close(prompt_order=[j.prompt_id for j in jobs])
+        # a lost agent's prompt ran again from the start: its first attempt's rounds are not this run's
+        rounds, discarded = split_abandoned(rounds, {j.prompt_id: j.request_id for j in jobs}, lambda r: r.prompt_id)
+        if discarded:
+            rewrite_jsonl(out_dir / "rounds.jsonl", [asdict(r) for r in rounds])
+            append_jsonl(out_dir / "discarded_rounds.jsonl", [asdict(r) for r in discarded])
         summary = summarise(
             rounds, target.vocab_size, controller.generation_wall_s(), controller.errors, controller.agent_summaries()
         )
+        summary["discarded_rounds"] = len(discarded)
         summary["total_wall_s"] = total_s  # including agent start-up and drafter loading
         summary["prompts"] = len(outputs)
         summary["prompts_requested"] = len(jobs)
@@ -284,8 +294,6 @@ def host_summaries(
     out_dir: Path, rounds: list[RoundRecord], controller: Controller, window: tuple[int, int], tokens: int, rate: float
 ) -> dict[str, dict]:
     """Per-host energy, power, memory and phase latency (see controller.energy)."""
-    from dataclasses import asdict
-
     records = [asdict(r) for r in rounds]
     clocks = controller.clocks()
     out = {}
