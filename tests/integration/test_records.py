@@ -60,7 +60,10 @@ def agents_of(proc: subprocess.Popen, n: int, timeout_s: float = 120) -> dict[st
         assert proc.poll() is None, proc.stdout.read()
         found = {}
         for child in psutil.Process(proc.pid).children():
-            cmd = child.cmdline()
+            try:
+                cmd = child.cmdline()
+            except psutil.Error:  # a short-lived helper (git) that is gone or not yet reaped
+                continue
             if "agent" in cmd and "--name" in cmd:
                 found[cmd[cmd.index("--name") + 1]] = child
         if len(found) == n:
