@@ -95,6 +95,7 @@ def cmd_local(args: argparse.Namespace) -> int:
     from controller.keys import KeysError
     from controller.local import run_local
     from controller.profiles import ProfileError, load_experiment
+    from controller.records import OutDirNotEmpty, check_out_dir
 
     if args.insecure:
         print("warning: --insecure: agents are not authenticated and traffic is in the clear", file=sys.stderr)
@@ -105,6 +106,11 @@ def cmd_local(args: argparse.Namespace) -> int:
         return 2
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out_dir = Path(args.out) if args.out else Path("results") / f"{stamp}-{experiment.name}"
+    try:
+        check_out_dir(out_dir)  # one run per folder: a summary never describes half of its rounds
+    except OutDirNotEmpty as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     n_agents = args.agents or experiment.agents
     print(
         f"profile {experiment.name}: {len(experiment.prompts)} prompts, {n_agents} agents, "
@@ -458,8 +464,9 @@ def cmd_bench_verify(args: argparse.Namespace) -> int:
 
 
 def _ansible(args: argparse.Namespace, playbook: str, extra: dict, title: str) -> int:
+    from controller.hostvalues import HostValueError, check_inventory, check_values
     from controller.profiles import ProfileError, load_testbed
-    from controller.provision import ProvisionError, check_testbed, recap_table, run_playbook
+    from controller.provision import ProvisionError, check_testbed, inventory_hosts, recap_table, run_playbook
 
     try:
         inventory = args.inventory
@@ -479,6 +486,15 @@ def _ansible(args: argparse.Namespace, playbook: str, extra: dict, title: str) -
                 print(f"error: --extra-vars {item!r}: expected KEY=VALUE", file=sys.stderr)
                 return 2
             extra[key] = value
+        check_values(extra, "--extra-vars ")
+        if getattr(args, "keys", None):  # provision, deploy: every board gets its key
+            from controller.provision import agent_names, ensure_keys
+
+            extra["agent_keys_dir"] = str(ensure_keys(Path(args.keys), agent_names(inventory)))
+        problems = [] if args.testbed else check_inventory(inventory_hosts(inventory))
+        if problems:  # with --testbed, check_testbed has read the inventory and checked it
+            print(f"error: {inventory}: values refused:\n  " + "\n  ".join(problems), file=sys.stderr)
+            return 2
         recap = run_playbook(playbook, inventory, extra, check=args.check, limit=args.limit)
     except ProvisionError as exc:
         if exc.recap:
@@ -488,6 +504,9 @@ def _ansible(args: argparse.Namespace, playbook: str, extra: dict, title: str) -
     except ProfileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except HostValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     recap_table(title, recap)
     return 0
 
@@ -510,6 +529,15 @@ def cmd_agents(args: argparse.Namespace) -> int:
 
 
 def cmd_shape(args: argparse.Namespace) -> int:
+    from controller.hostvalues import HostValueError, check_value
+
+    try:  # these reach tc as root on every board: refused before anything runs
+        for flag, key, value in (("--rate", "uplink_rate", args.rate), ("--delay", "link_delay", args.delay)):
+            check_value(key, value, f"{flag}: ")
+        check_value("link_loss", args.loss, "--loss: ")
+    except HostValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     extra: dict = {"link_shaping_state": "absent" if args.remove else "present"}
     for key, value in (("uplink_rate", args.rate), ("shape_qdisc", args.qdisc), ("link_delay", args.delay)):
         if value:
@@ -580,6 +608,12 @@ def cmd_agent(args: argparse.Namespace) -> int:
     from agent.runtime import main
 
     return main(args.agent_args)
+
+
+KEYS_HELP = (
+    "the controller's keys folder (made with `specbed keys` if it has no controller.key): each board gets "
+    "its own secret key and the controller's public key, mode 0600"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -667,10 +701,12 @@ def build_parser() -> argparse.ArgumentParser:
     prov = sub.add_parser("provision", help="set up every host: site.yml (OS, venv, GPU check, boards, agents)")
     ansible_args(prov)
     prov.add_argument("--pair", default="smollm2-135m", help="model pair whose drafter files go to the boards")
+    prov.add_argument("--keys", default=None, metavar="DIR", help=KEYS_HELP)
     prov.set_defaults(func=cmd_provision)
     dep = sub.add_parser("deploy", help="install or update specbed and model files on the boards: deploy.yml")
     ansible_args(dep)
     dep.add_argument("--pair", default="smollm2-135m", help="model pair whose drafter files go to the boards")
+    dep.add_argument("--keys", default=None, metavar="DIR", help=KEYS_HELP)
     dep.set_defaults(func=cmd_deploy)
     ag = sub.add_parser("agents", help="start, stop, restart or report the agents: agents.yml")
     ag.add_argument("action", choices=("start", "stop", "restart", "status"))

@@ -51,6 +51,7 @@ from controller.liveness import Liveness
 from controller.local import reap_dead_agents, say_bye_and_wait
 from controller.placement import agent_settings, role_dtype
 from controller.profiles import Experiment, Generation, check_token_ids, load_experiment
+from controller.records import discard_abandoned
 from controller.results import RoundRecord, git_commit, host_facts, read_jsonl, versions, write_json_atomic
 from controller.server import Controller, Job, eos_token_ids, job_seed
 from controller.verify import greedy_verify, speculative_verify
@@ -248,6 +249,7 @@ def run_experiment(
     done = {(o["point"], o["prompt_id"]) for o in outputs}
     rounds, bad_rounds = read_jsonl(out_dir / "rounds.jsonl")
     kept = [r for r in rounds if (r.get("point"), r.get("prompt_id")) in done]
+    kept, _ = discard_abandoned(out_dir, kept, outputs)  # a finished prompt's earlier, abandoned attempts
     if bad_outputs or bad_rounds or len(kept) != len(rounds):
         _rewrite_jsonl(out_dir / "rounds.jsonl", kept)
     if bad_outputs:
@@ -274,6 +276,12 @@ def run_experiment(
                 bind, telemetry_port, wait_agents_s, agent_threads, keys_dir, insecure
             )
     finally:
+        # prompts redone after their agent was lost: only the attempt that finished counts
+        rounds, _ = read_jsonl(out_dir / "rounds.jsonl")
+        kept, seg["abandoned_rounds"] = discard_abandoned(out_dir, rounds, read_jsonl(out_dir / "outputs.jsonl")[0])
+        if seg["abandoned_rounds"]:
+            _rewrite_jsonl(out_dir / "rounds.jsonl", kept)
+            seg["discarded_rounds"] += seg["abandoned_rounds"]
         seg["finished_unix_s"] = time.time()
         write_json_atomic(out_dir / "manifest.json", manifest)
     from controller.analysis import write_summary_and_report
@@ -488,6 +496,7 @@ class _Segment:
                 "prompt_id": job.prompt_id,
                 "task": prompt.task,
                 "seed": job.seed,
+                "request_id": job.request_id if job.request_id >= 0 else None,
                 "segment": self.seg["segment"],
                 "agent": self.job_agent.get(job.prompt_id),
                 "prompt_token_ids": job.prompt_token_ids,

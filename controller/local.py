@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from controller.keys import enrolment_for
 from controller.liveness import Liveness
 from controller.placement import agent_settings, controller_device, role_dtype
 from controller.profiles import Experiment, Prompt, check_token_ids
+from controller.records import append_jsonl, check_out_dir, die_with_parent, rewrite_jsonl, split_abandoned
 from controller.results import RoundRecord, RunWriter, git_commit, host_facts, summarise, versions
 from controller.server import Controller, Job, job_seed
 from controller.shared_energy import attribute_shared, run_energy
@@ -63,7 +64,9 @@ def spawn_agent(
         cmd += ["--threads", str(threads)]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     fh = open(log_path, "ab")
-    return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    return subprocess.Popen(
+        cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent()
+    )
 
 
 class AgentsMissing(RuntimeError):
@@ -98,12 +101,13 @@ def run_local(
     seconds, and their telemetry comes to ``telemetry_port`` on the same
     address (default: a free port, which agents learn from CONFIGURE).
     ``on_status`` is told what the run waits for.  Writes the run folder and
-    returns its summary.
+    returns its summary.  ``out_dir`` must be new or empty (``OutDirNotEmpty``).
 
     Security (SECURITY.md): the controller accepts only the agents enrolled
     under ``keys_dir`` (``specbed keys``); local agents get throwaway keys
     when none are given; a remote run needs ``keys_dir`` or ``insecure``.
     """
+    check_out_dir(out_dir)
     n_agents = agents or experiment.agents
     if experiment.agent_device and experiment.agent_device.threads:
         agent_threads = experiment.agent_device.threads
@@ -234,9 +238,15 @@ def run_local(
         manifest["security"] = enrolment.describe()
         enrolment.close()
         writer.close(prompt_order=[j.prompt_id for j in jobs])
+        # a lost agent's prompt ran again from the start: its first attempt's rounds are not this run's
+        rounds, discarded = split_abandoned(rounds, {j.prompt_id: j.request_id for j in jobs}, lambda r: r.prompt_id)
+        if discarded:
+            rewrite_jsonl(out_dir / "rounds.jsonl", [asdict(r) for r in rounds])
+            append_jsonl(out_dir / "discarded_rounds.jsonl", [asdict(r) for r in discarded])
         summary = summarise(
             rounds, target.vocab_size, controller.generation_wall_s(), controller.errors, controller.agent_summaries()
         )
+        summary["discarded_rounds"] = len(discarded)
         summary["total_wall_s"] = total_s  # including agent start-up and drafter loading
         summary["prompts"] = len(outputs)
         summary["prompts_requested"] = len(jobs)

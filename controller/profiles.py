@@ -728,6 +728,7 @@ def load_testbed(ref: str) -> Testbed:
     for host, settings in agents.items():
         settings = {} if settings is None else _typed(path, f"agents.{host}", settings, dict, "a mapping")
         _unknown(path, f"agents.{host}", settings, TESTBED_AGENT_FIELDS)
+        _host_values(path, host, settings)
         agents[host] = settings
     inventory = Path(data["inventory"]).expanduser()
     if not inventory.is_absolute():
@@ -736,3 +737,14 @@ def load_testbed(ref: str) -> Testbed:
     if not inventory.exists():
         raise ProfileError(f"{path}: inventory: {data['inventory']} not found")
     return Testbed(str(data.get("name", path.stem)), str(inventory), data["controller"], agents, str(path))
+
+
+def _host_values(path: Path, host: str, settings: dict) -> None:
+    """Values that reach a board (names, rates) must match controller.hostvalues' grammar."""
+    from controller.hostvalues import HostValueError, check_value, check_values
+
+    try:
+        check_value("agent_name", host, f"{path}: agents: host name ")
+        check_values(settings, f"{path}: agents.{host}.")
+    except HostValueError as exc:
+        raise ProfileError(str(exc)) from None

@@ -74,6 +74,9 @@ class Job:
     generated: list[int] = field(default_factory=list)
     started_ns: int = 0  # controller clock: first draft request sent
     done_ns: int = 0  # controller clock: last token verified
+    # the request it runs under (rounds carry it); -1 while queued, so the rounds
+    # of an attempt abandoned by a lost agent can be told from the final ones
+    request_id: int = -1
 
     def extend(self, new: list[int], eos_ids: set[int]) -> tuple[list[int], bool]:
         """Append a round's tokens, cut at max_new_tokens and after an end-of-sequence token.
@@ -530,7 +533,7 @@ class Controller:
             self.first_request_ns = time.monotonic_ns()
         job.generated = []
         session.job, session.round, session.last_verified_ns = job, 0, 0
-        session.request_id = self.next_request_id
+        session.request_id = job.request_id = self.next_request_id
         self.next_request_id += 1
         session.target.reset()
         session.generator.manual_seed(job.seed + 1)
@@ -809,6 +812,7 @@ class Controller:
             self.rounds_since_solve = 0
             log.info("agent %s left the band: equal split among %d agents", session.name, len(self.allocator.names))
         if session.job is not None:
+            session.job.request_id = -1  # its rounds so far are abandoned: the runners discard them
             self.pending.appendleft(session.job)
             if self.active is not None and session.name in self.active:
                 self.replace_lost_active()

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 
 import yaml
 
@@ -86,5 +87,15 @@ def test_a_killed_remote_agent_is_lost_and_its_prompt_redone(tmp_path, keys):
     (segment,) = json.loads((out / "manifest.json").read_text())["segments"]
     assert segment["agents"]["edge-1"]["left"] == "its connection closed"
     assert segment["agents"]["edge-0"]["left"] is None and segment["agents"]["edge-0"]["prompts"] >= 1
+    # the abandoned attempt's rounds left rounds.jsonl: each round of each prompt once, no gap
+    assert max(Counter((r["prompt_id"], r["round"]) for r in rounds).values()) == 1
+    for o in outputs:
+        mine = sorted(r["round"] for r in rounds if r["prompt_id"] == o["prompt_id"])
+        assert mine == list(range(len(mine))), f"{o['prompt_id']}: rounds {mine}"
+        assert sum(r["emitted"] for r in rounds if r["prompt_id"] == o["prompt_id"]) == len(o["token_ids"])
+    discarded = read_jsonl(out / "discarded_rounds.jsonl")
+    assert segment["abandoned_rounds"] == len(discarded) and all(r["agent"] == "edge-1" for r in discarded)
+    if by_prompt[held]["agent"] == "edge-0":
+        assert {r["prompt_id"] for r in discarded} == {held}
     # frames it sent before dying are dropped quietly, not counted as protocol errors
     assert not segment["errors"].get("unknown_agent"), segment["errors"]

@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from controller import testhosts
 
@@ -33,6 +34,7 @@ pytestmark = pytest.mark.slow
 NAMES = ["tb-server", "tb-orin-1", "tb-orin-2"]
 FIRST_INDEX = 200  # 10.231.200-202.x, sbr200..: clear of hosts a user made with the defaults
 PORT = 5599
+PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 
 
 def _missing() -> str | None:
@@ -99,6 +101,54 @@ def agent_pid(hosts: Path, name: str) -> int | None:
     return pid
 
 
+def ping(inventory: Path, host: str, tmp: Path) -> subprocess.CompletedProcess:
+    """An Ansible ping over SSH with a fresh connection (no multiplexed master to reuse)."""
+    control = tmp / "cp"
+    control.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "ansible"), host, "-i", str(inventory), "-m", "ansible.builtin.ping"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            **os.environ,
+            "ANSIBLE_CONFIG": str(PLAYBOOKS / "ansible.cfg"),
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control),
+            "ANSIBLE_TIMEOUT": "60",  # sshd's banner can take seconds on a loaded CI machine,
+        },
+    )
+
+
+def test_ssh_verifies_host_keys(hosts, tmp_path):
+    """The inventory names a known_hosts file with each host's key; a wrong or missing entry fails."""
+    inventory = yaml.safe_load((hosts / "inventory.yml").read_text())
+    assert "StrictHostKeyChecking=yes" in inventory["all"]["vars"]["ansible_ssh_common_args"]
+    ok = ping(hosts / "inventory.yml", NAMES[1], tmp_path / "right")
+    assert ok.returncode == 0 and '"ping": "pong"' in ok.stdout, ok.stdout + ok.stderr
+    lines = (hosts / "known_hosts").read_text().splitlines()
+    ip1, ip2 = (f"10.231.{FIRST_INDEX + i}.2" for i in (1, 2))
+    key2 = next(ln for ln in lines if ln.startswith(ip2 + " ")).split(" ", 1)[1]
+    for case, entries in {
+        "wrong": [f"{ip1} {key2}"],
+        "missing": [ln for ln in lines if not ln.startswith(ip1)],
+    }.items():
+        known = tmp_path / f"known_hosts.{case}"
+        known.write_text("\n".join(entries) + "\n")
+        args = inventory["all"]["vars"]["ansible_ssh_common_args"].replace(str(hosts / "known_hosts"), str(known))
+        bad = tmp_path / f"inventory.{case}.yml"
+        bad.write_text(
+            yaml.safe_dump(
+                {
+                    **inventory,
+                    "all": {**inventory["all"], "vars": {**inventory["all"]["vars"], "ansible_ssh_common_args": args}},
+                }
+            )
+        )
+        out = ping(bad, NAMES[1], tmp_path / case)
+        assert out.returncode != 0, f"{case} known_hosts entry accepted: {out.stdout}"
+        assert "UNREACHABLE" in out.stdout and "Host key verification failed" in out.stdout + out.stderr, out.stdout
+
+
 def test_testbed_profile_agrees_with_the_inventory(hosts):
     out = specbed("testbed", "check", str(hosts / "testbed.yaml"))
     assert out.returncode == 0, out.stdout
@@ -141,6 +191,36 @@ def test_shape_applies_tbf_on_the_device_uplinks(hosts):
     assert "qdisc tbf" not in in_ns(NAMES[0], "tc", "qdisc", "show", "dev", f"sbh{FIRST_INDEX}", "root")
     again = specbed("shape", "--testbed", str(hosts / "testbed.yaml"), "--rate", "10mbit")
     assert recap(again.stdout)["changed"] == 0
+
+
+def test_shape_applies_htb_with_argv_and_refuses_injection(hosts, tmp_path):
+    tb = str(hosts / "testbed.yaml")
+    out = specbed("shape", "--testbed", tb, "--qdisc", "htb", "--rate", "5mbit")
+    assert out.returncode == 0, out.stdout[-4000:]
+    for i, name in enumerate(NAMES[1:], start=FIRST_INDEX + 1):
+        assert "qdisc htb 1: root" in in_ns(name, "tc", "qdisc", "show", "dev", f"sbh{i}", "root")
+        cls = in_ns(name, "tc", "class", "show", "dev", f"sbh{i}")
+        assert "class htb 1:10 root" in cls and "rate 5Mbit ceil 5Mbit" in cls, cls
+    # refused by the CLI before any playbook runs
+    refused = specbed("shape", "--testbed", tb, "--qdisc", "htb", "--rate", "1mbit; touch X #")
+    assert refused.returncode == 2 and "--rate: uplink_rate: '1mbit; touch X #' is not a tc rate" in refused.stdout
+    assert "PLAY" not in refused.stdout
+    # and by the role itself, when the playbook is run by hand
+    marker = tmp_path / "injected"
+    direct = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(hosts / "inventory.yml"), "shape.yml"]
+        + ["-e", json.dumps({"shape_qdisc": "htb", "uplink_rate": f"1mbit; touch {marker} #"})],
+        capture_output=True,
+        text=True,
+        cwd=PLAYBOOKS,
+        timeout=300,
+        env={**os.environ, "ANSIBLE_CONFIG": str(PLAYBOOKS / "ansible.cfg")},
+    )
+    assert direct.returncode != 0
+    assert "is not a tc rate such as 10mbit" in direct.stdout, direct.stdout[-3000:]
+    assert not marker.exists()
+    for i, name in enumerate(NAMES[1:], start=FIRST_INDEX + 1):  # the shaping in place is untouched
+        assert "rate 5Mbit" in in_ns(name, "tc", "class", "show", "dev", f"sbh{i}")
 
 
 def test_quickstart_served_to_the_namespace_agents(hosts):
@@ -193,6 +273,36 @@ def test_agents_stop_and_shaping_removed(hosts):
     removed = specbed("shape", "--testbed", tb, "--remove")
     assert removed.returncode == 0, removed.stdout[-4000:]
     assert "qdisc tbf" not in in_ns(NAMES[1], "tc", "qdisc", "show", "dev", f"sbh{FIRST_INDEX + 1}", "root")
+
+
+def test_deploy_distributes_each_board_its_key(hosts, tmp_path):
+    """Each board gets its own secret key and the controller's public key, 0600, never printed."""
+    import zmq.auth
+
+    keys = tmp_path / "keys"
+    (keys / "agents").mkdir(parents=True)
+    zmq.auth.create_certificates(str(keys), "controller")
+    for name in NAMES[1:]:
+        zmq.auth.create_certificates(str(keys / "agents"), name)
+    out = specbed("deploy", "-i", str(hosts / "inventory.yml"), "--keys", str(keys), "--limit", "jetsons")
+    assert out.returncode == 0, out.stdout[-4000:]
+    for name in NAMES[1:]:
+        root = hosts / "hosts" / name / "root"
+        secret = root / "keys" / "agent.key_secret"
+        assert secret.read_bytes() == (keys / "agents" / f"{name}.key_secret").read_bytes()
+        assert (root / "keys" / "controller.key").read_bytes() == (keys / "controller.key").read_bytes()
+        for path in (secret, root / "keys" / "controller.key"):
+            assert path.stat().st_mode & 0o777 == 0o600 and path.stat().st_uid == 0
+        assert (root / "keys").stat().st_mode & 0o777 == 0o700
+        env = (root / "config" / "agent.env").read_text()
+        assert f"SPECBED_KEY={root}/keys/agent.key_secret" in env
+        assert f"SPECBED_SERVER_KEY={root}/keys/controller.key" in env
+        assert (
+            'set -- "$@" --key "$SPECBED_KEY" --server-key "$SPECBED_SERVER_KEY"'
+            in (root / "bin" / "specbed-agent").read_text()
+        )
+        secret_z85 = [ln for ln in secret.read_text().splitlines() if "secret-key" in ln][0].split('"')[1]
+        assert secret_z85 not in out.stdout  # no_log
 
 
 def test_jetson_tasks_in_check_mode_with_board_facts(hosts):
