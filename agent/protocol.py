@@ -27,11 +27,15 @@ Message types (direction, fields in order):
     and ``seed``), ``draft_delay_s`` float (emulated extra drafting time per
     token, for devices slower than the host) and ``telemetry`` map: ``port`` int
     (the controller's SUB socket on the controller's host), ``rate_hz``
-    float, ``host_sampler`` str.  A controller may send ``CONFIGURE`` again
+    float, ``host_sampler`` str; optional ``device`` "cpu" | "cuda" |
+    "cuda:N" (where to draft; default: the agent's ``--device``) and
+    ``dtype`` "auto" | "bfloat16" | "float16" | "float32" (the drafter's
+    weights, see ``agent.models.resolve_dtype``).  A controller may send ``CONFIGURE`` again
     between requests (a new grid point of an experiment); the agent keeps a
-    drafter already loaded when the spec is unchanged and answers ``READY``.
+    drafter already loaded when spec, device and dtype are unchanged and answers ``READY``.
 ``READY`` (3, agent -> controller)
-    ``info`` map: ``drafter`` name, ``vocab_size``, ``load_s``.
+    ``info`` map: ``drafter`` name, ``vocab_size``, ``load_s``, ``device``
+    and ``dtype`` (where and in which dtype the drafter was loaded).
 ``DRAFT_REQUEST`` (4, controller -> agent)
     ``request_id`` int, ``prompt_id`` str, ``token_ids`` list of int (the
     whole committed sequence: the agent resets its state to it),
@@ -103,6 +107,8 @@ DENSE = "none"
 WIRE_INDEX_DTYPES = (*INDEX_DTYPES, DENSE)
 PAYLOAD_TIMES = 5  # timestamps in a draft payload
 PROB_DTYPES = {"float16": np.dtype("<f2"), "float32": np.dtype("<f4")}
+#: dtypes CONFIGURE may load the drafter in (``agent.models.DTYPES``).
+MODEL_DTYPES = ("auto", "bfloat16", "float16", "float32")
 SAMPLING_MODES = ("full", "top-k")
 
 ERROR_CODES = (
@@ -238,6 +244,13 @@ class Configure(Message):
         _check(s["sampling"] in SAMPLING_MODES, "malformed", f"settings.sampling must be one of {SAMPLING_MODES}")
         _check(s["prob_dtype"] in PROB_DTYPES, "bad_dtype", f"settings.prob_dtype {s['prob_dtype']!r}")
         _check(s["index_dtype"] in WIRE_INDEX_DTYPES, "bad_dtype", f"settings.index_dtype {s['index_dtype']!r}")
+        device = s.get("device", "cpu")
+        _check(
+            isinstance(device, str) and (device == "cpu" or device.startswith("cuda")),
+            "malformed",
+            f"settings.device must be cpu, cuda or cuda:N, got {device!r}",
+        )
+        _check(s.get("dtype", "auto") in MODEL_DTYPES, "bad_dtype", f"settings.dtype {s.get('dtype')!r}")
         return cls(s)
 
 

@@ -19,7 +19,7 @@ import time
 import zmq
 
 from agent.drafter import Draft, Drafter, DraftSettings
-from agent.models import load_model
+from agent.models import ModelError, load_model
 from agent.protocol import (
     Bye,
     Configure,
@@ -131,7 +131,7 @@ class Agent:
         self.connect = connect
         self.drafter: Drafter | None = None
         self.loaded = None  # LoadedModel, kept across CONFIGUREs naming the same spec
-        self.loaded_spec: dict | None = None
+        self.loaded_spec: tuple | None = None  # (spec, device, dtype) of the loaded drafter
         self.vocab_size: int | None = None
         self.request: DraftRequest | None = None
         self.round = 0
@@ -179,6 +179,10 @@ class Agent:
                 self.dispatch(msg, recv_ns)
             except ProtocolError as exc:
                 self.send(Error(exc.code, exc.message, {}))
+            except ModelError as exc:  # the drafter cannot be loaded as configured: nothing to serve
+                log.error("cannot load the drafter: %s", exc)
+                self.send(Error("malformed", f"settings.drafter: {exc}", {}))
+                return 4
 
     def dispatch(self, msg: Message, recv_ns: int) -> None:
         if isinstance(msg, Configure):
@@ -210,9 +214,11 @@ class Agent:
     def configure(self, settings: dict) -> None:
         """Load the drafter (kept when a later CONFIGURE names the same spec) and answer READY."""
         t0 = time.monotonic()
-        if self.loaded is None or self.loaded_spec != settings["drafter"]:
-            self.loaded = load_model(settings["drafter"], self.device)
-            self.loaded_spec = settings["drafter"]
+        device = settings.get("device", self.device)
+        placed = (settings["drafter"], device, settings.get("dtype", "auto"))
+        if self.loaded is None or self.loaded_spec != placed:
+            self.loaded = load_model(settings["drafter"], device, settings.get("dtype"))
+            self.loaded_spec = placed
         loaded = self.loaded
         try:
             draft_settings = DraftSettings(
@@ -225,10 +231,16 @@ class Agent:
             )
         except ValueError as exc:
             raise ProtocolError("malformed", f"settings: {exc}") from None
-        self.drafter = Drafter(loaded.model, draft_settings, self.device)
+        self.drafter = Drafter(loaded.model, draft_settings, loaded.device)
         self.vocab_size = loaded.vocab_size
         self._configure_link(settings.get("link"), settings.get("draft_delay_s", 0.0))
-        info = {"drafter": loaded.name, "vocab_size": loaded.vocab_size, "load_s": time.monotonic() - t0}
+        info = {
+            "drafter": loaded.name,
+            "vocab_size": loaded.vocab_size,
+            "load_s": time.monotonic() - t0,
+            "device": loaded.device,
+            "dtype": loaded.dtype,
+        }
         tele = settings.get("telemetry")
         if tele and self.telemetry is None:
             self.telemetry = TelemetryPublisher(

@@ -55,6 +55,7 @@ from typing import Any
 from controller.energy import host_summary, read_series
 from controller.report import clock_to_controller
 from controller.results import read_jsonl
+from controller.shared_energy import attribute_shared, run_energy
 
 COLUMNS = (
     "config",
@@ -160,12 +161,21 @@ class RunData:
             seg_prompts = {o["prompt_id"] for o in outputs if o.get("segment", 0) == segment}
             seg_rounds = [r for r in rounds if r["prompt_id"] in seg_prompts]
             agents = {r["agent"] for r in seg_rounds} - {"controller"}
-            for host in ["controller", *sorted(agents)]:
-                cols = self.series(segment, host)
-                summary = host_summary(cols, seg_rounds, host, host == "controller", window, tokens)
-                if summary["energy_j"] is not None:
-                    total += summary["energy_j"]
-                    hosts.add(host)
+            seg = self.manifest["segments"][segment] if segment < len(self.manifest["segments"]) else {}
+            describes = {"controller": (seg.get("telemetry") or {}).get("controller")}
+            describes |= {
+                a: ((seg.get("agents") or {}).get(a) or {}).get("drafter", {}).get("telemetry") for a in agents
+            }
+            series = {host: self.series(segment, host) for host in ["controller", *sorted(agents)]}
+            summaries = {
+                host: host_summary(cols, seg_rounds, host, host == "controller", window, tokens)
+                for host, cols in series.items()
+            }
+            attribute_shared(summaries, series, describes, window, tokens)  # a shared device counts once
+            seg_energy = run_energy(summaries, tokens)["energy_j"]
+            if seg_energy is not None:
+                total += seg_energy
+                hosts.update(h for h, s in summaries.items() if s["energy_j"] is not None)
         return (total if hosts else None), sorted(hosts)
 
 

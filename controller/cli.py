@@ -90,6 +90,7 @@ def _summary_table(summary: dict, out_dir: Path) -> None:
 def cmd_local(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from agent.models import ModelError
     from controller.local import run_local
     from controller.profiles import ProfileError, load_experiment
 
@@ -135,7 +136,7 @@ def cmd_local(args: argparse.Namespace) -> int:
                 wait_agents_s=getattr(args, "wait_agents", 600.0),
                 on_status=lambda status: progress.update(task, rate=status),
             )
-        except (RuntimeError, TimeoutError) as exc:
+        except (RuntimeError, TimeoutError, ModelError) as exc:
             progress.stop()
             print(f"error: {exc}", file=sys.stderr)
             print(f"what was recorded is in {out_dir}", file=sys.stderr)
@@ -150,6 +151,7 @@ def cmd_local(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from agent.models import ModelError
     from controller.experiment import RunError, expand_grid, run_experiment
     from controller.local import AgentsMissing
     from controller.profiles import ProfileError, load_experiment, load_testbed
@@ -212,7 +214,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 wait_agents_s=args.wait_agents,
                 on_progress=on_progress,
             )
-        except (RunError, ProfileError) as exc:
+        except (RunError, ProfileError, ModelError) as exc:
             progress.stop()
             print(f"error: {exc}", file=sys.stderr)
             return 2

@@ -47,6 +47,7 @@ from agent.drafter import Drafter, DraftSettings
 from agent.lm import CachedLM, probs_from_logits
 from agent.models import LoadedModel, load_model, prepare_model
 from controller.local import reap_dead_agents, say_bye_and_wait
+from controller.placement import agent_settings, role_dtype
 from controller.profiles import Experiment, Generation, load_experiment
 from controller.results import RoundRecord, git_commit, host_facts, read_jsonl, versions, write_json_atomic
 from controller.server import Controller, Job, eos_token_ids, job_seed
@@ -360,11 +361,16 @@ class _Segment:
         x = self.x
         self._tell(None, 0, 0, "loading models")
         prepare_model(x.models.drafter)
-        target = self.target or load_model(x.models.target, self.device)
+        target = self.target or load_model(x.models.target, self.device, role_dtype(x, "target"))
         self.target = target
         self.ids = {p.id: prompt_token_ids(p, target.tokenizer) for p in x.prompts}
         self.eos = eos_token_ids(target)
-        self.seg["target"] = {"name": target.name, "vocab_size": target.vocab_size, "device": self.device}
+        self.seg["target"] = {
+            "name": target.name,
+            "vocab_size": target.vocab_size,
+            "device": target.device,
+            "dtype": target.dtype,
+        }
         distributed = [p for p in self.todo if p.scheme in DISTRIBUTED]
         rate = x.telemetry_rate_hz
         host = bind.rsplit(":", 1)[0] if bind else "tcp://127.0.0.1"
@@ -390,6 +396,7 @@ class _Segment:
                     endpoint=bind or "tcp://127.0.0.1:*",
                     device=self.device,
                     links=x.links,
+                    agent_model=agent_settings(x),
                     telemetry={
                         "port": int(collector.endpoint.rsplit(":", 1)[1]),
                         "rate_hz": rate,
@@ -543,7 +550,9 @@ class _Segment:
 
     def _drafter_model(self) -> torch.nn.Module:
         if getattr(self, "_drafter", None) is None:
-            self._drafter = load_model(self.x.models.drafter, self.device).model
+            loaded = load_model(self.x.models.drafter, self.device, role_dtype(self.x, "drafter"))
+            self.seg["colocated_drafter"] = {"name": loaded.name, "device": loaded.device, "dtype": loaded.dtype}
+            self._drafter = loaded.model
         return self._drafter
 
     def _target_only(self, point: GridPoint, job: Job) -> None:

@@ -14,9 +14,11 @@ from typing import Any
 from agent.models import LoadedModel, load_model, prepare_model
 from controller.collector import TelemetryCollector
 from controller.energy import host_summary, read_series
+from controller.placement import agent_settings, controller_device, role_dtype
 from controller.profiles import Experiment, Prompt
 from controller.results import RoundRecord, RunWriter, git_commit, host_facts, summarise, versions
 from controller.server import Controller, Job, job_seed
+from controller.shared_energy import attribute_shared, run_energy
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +97,13 @@ def run_local(
     returns its summary.
     """
     n_agents = agents or experiment.agents
+    if experiment.agent_device and experiment.agent_device.threads:
+        agent_threads = experiment.agent_device.threads
     gen = experiment.generation
     pair = experiment.models
     prepare_model(pair.drafter)  # convert once here, not in N agents at once
-    target = target or load_model(pair.target)
+    device = controller_device(experiment)
+    target = target or load_model(pair.target, device, role_dtype(experiment, "target"))
     writer = RunWriter(out_dir)
     remote = bind is not None
     manifest: dict[str, Any] = {
@@ -108,7 +113,12 @@ def run_local(
         "versions": versions(),
         "git": git_commit(),
         "controller": host_facts(),
-        "target": {"name": target.name, "vocab_size": target.vocab_size},
+        "target": {
+            "name": target.name,
+            "vocab_size": target.vocab_size,
+            "device": target.device,
+            "dtype": target.dtype,
+        },
         "started_unix_s": time.time(),
     }
     writer.write_json("manifest.json", manifest)
@@ -153,7 +163,9 @@ def run_local(
             "host_sampler": experiment.telemetry_host_sampler,
         },
         endpoint=bind or "tcp://127.0.0.1:*",
+        device=target.device,
         min_agents=n_agents,
+        agent_model=agent_settings(experiment),
     )
     own = ControllerTelemetry(collector, rate, experiment.telemetry_host_sampler)
     own.start()
@@ -209,7 +221,11 @@ def run_local(
         summary["prompts_requested"] = len(jobs)
         summary["agent_exit_codes"] = {name: p.returncode for name, p in procs.items()}
         window = (controller.first_request_ns or 0, controller.last_output_ns or 0)
-        summary["hosts"] = host_summaries(out_dir, rounds, controller, window, summary["tokens_generated"], rate)
+        describes = {"controller": own.describe()}
+        describes |= {name: s["drafter"].get("telemetry") for name, s in summary["agents"].items()}
+        tokens = summary["tokens_generated"]
+        summary["hosts"] = host_summaries(out_dir, rounds, controller, window, tokens, rate, describes)
+        summary["energy"] = run_energy(summary["hosts"], tokens)  # every physical device once
         summary["telemetry"] = {"rate_hz": rate, "rows": dict(collector.rows), "errors": dict(collector.errors)}
         writer.write_json("summary.json", summary)
         manifest["agents"] = {name: s["facts"] for name, s in summary["agents"].items()}
@@ -281,19 +297,30 @@ class ControllerTelemetry:
 
 
 def host_summaries(
-    out_dir: Path, rounds: list[RoundRecord], controller: Controller, window: tuple[int, int], tokens: int, rate: float
+    out_dir: Path,
+    rounds: list[RoundRecord],
+    controller: Controller,
+    window: tuple[int, int],
+    tokens: int,
+    rate: float,
+    describes: dict[str, list[dict] | None] | None = None,
 ) -> dict[str, dict]:
-    """Per-host energy, power, memory and phase latency (see controller.energy)."""
+    """Per-host energy, power, memory and phase latency (see controller.energy).
+
+    ``describes`` (host -> its samplers' ``describe()``) names the physical
+    device each stream reads; a device read by several hosts is counted once
+    and its energy split among them (controller.shared_energy).
+    """
     from dataclasses import asdict
 
     records = [asdict(r) for r in rounds]
     clocks = controller.clocks()
-    out = {}
+    out, series = {}, {}
     hosts = {"controller": None, **{name: clocks[name] for name in clocks}}
     for host, clock in hosts.items():
         path = out_dir / "telemetry" / f"{host}.csv"
         to_ctrl = clock.to_controller if clock is not None and clock.samples else None
-        cols = read_series(path, to_ctrl) if path.is_file() else None
+        cols = series[host] = read_series(path, to_ctrl) if path.is_file() else None
         out[host] = host_summary(cols, records, host, host == "controller", window, tokens)
         if cols:
             # The generation window (controller clock) as far as this host
@@ -301,4 +328,5 @@ def host_summaries(
             a, b = max(window[0], cols["t_ns"][0]), min(window[1], cols["t_ns"][-1])
             out[host]["samples_in_window"] = sum(1 for t in cols["t_ns"] if a <= t <= b)
             out[host]["samples_expected_in_window"] = int(rate * max(b - a, 0) / 1e9) + 1
+    attribute_shared(out, series, describes or {}, window, tokens)
     return out

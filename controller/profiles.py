@@ -133,6 +133,7 @@ class Experiment:
     controller_device: Device | None = None
     agent_device: Device | None = None
     links: dict = field(default_factory=dict)  # see load_links
+    dtypes: dict = field(default_factory=lambda: {"target": "auto", "drafter": "auto"})  # see controller.placement
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -558,6 +559,7 @@ EXPERIMENT_FIELDS = {
     "seeds",
     "devices",
     "links",
+    "dtype",
 }
 
 
@@ -647,6 +649,9 @@ def load_experiment(ref: str, prompts: str | None = None, **overrides: Any) -> E
     except ProfileError as exc:
         raise ProfileError(f"{path}: models: {exc}") from None
     links = load_links(path, data.get("links"))
+    from controller.placement import load_dtypes
+
+    dtypes = load_dtypes(path, data.get("dtype"))
     policies = {generation.bandwidth_policy, *sweep.get("bandwidth_policy", [])}
     policies |= {v.get("bandwidth_policy") for v in sweep.get("variants", [])} - {None}
     if policies - {"none"} and "band_hz" not in links:
@@ -669,6 +674,7 @@ def load_experiment(ref: str, prompts: str | None = None, **overrides: Any) -> E
         controller_device=picked["controller"],
         agent_device=picked["agents"],
         links=links,
+        dtypes=dtypes,
     )
 
 

@@ -163,8 +163,10 @@ class Controller:
         telemetry: dict | None = None,
         min_agents: int = 1,
         links: dict | None = None,
+        agent_model: dict | None = None,
     ) -> None:
         self.target = target
+        self.agent_model = agent_model or {}  # CONFIGURE's device and dtype (controller.placement.agent_settings)
         self.generation = generation
         self.vocab_size = target.vocab_size
         self.device = device
@@ -222,6 +224,7 @@ class Controller:
         }
         if self.telemetry:
             settings["telemetry"] = self.telemetry
+        settings.update(self.agent_model)
         return settings
 
     def begin(self, generation: Generation, jobs: list[Job], agents: int | None = None) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -236,3 +237,99 @@ def test_server_role_fails_clearly_without_a_gpu(hosts):
     assert out.returncode == 1
     assert f"{NAMES[0]}: {NAMES[0]}: nvidia-smi failed" in out.stdout
     assert "Install the NVIDIA driver" in out.stdout
+
+
+# --- what a board's environment keeps: the system's jtop, its own torch ----------------------------
+
+
+def agent_python(hosts: Path, name: str) -> str:
+    return str(hosts / "hosts" / name / "root" / "venv" / "bin" / "python")
+
+
+def test_agent_venv_imports_a_system_installed_jtop(hosts, tmp_path):
+    """jetson-stats lives in the system Python next to its service; the agent's venv must see it."""
+    import yaml
+
+    base = yaml.safe_load((hosts / "inventory.yml").read_text())["all"]["vars"]["specbed_python"]
+    site_dir = subprocess.run(
+        [base, "-c", "import site; print(site.getsitepackages()[0])"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    standin = tmp_path / "standin"
+    (standin / "jtop").mkdir(parents=True)
+    (standin / "jtop" / "__init__.py").write_text(
+        "STANDIN = 'system jtop'\n\nclass jtop:\n    def start(self):\n        raise ConnectionError('stand-in')\n"
+    )
+    pth = Path(site_dir) / f"specbed-test-jtop-{os.getpid()}.pth"
+    pth.write_text(f"{standin}\n")  # installed into the system Python, as `pip3 install jetson-stats` would
+    try:
+        probe = [agent_python(hosts, NAMES[1]), "-c", "import jtop; print(jtop.STANDIN, jtop.__file__)"]
+        out = subprocess.run(probe, capture_output=True, text=True)
+    finally:
+        pth.unlink()
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("system jtop " + str(standin)), out.stdout
+
+
+def changed_wheel(out_dir: Path) -> Path:
+    """The specbed wheel with one file more (a new build of changed sources), RECORD updated."""
+    import base64
+    import hashlib
+    import zipfile
+
+    from controller.provision import build_wheel
+
+    wheel = build_wheel(out_dir / "built")
+    changed = out_dir / wheel.name
+    marker = b"# a changed specbed\n"
+    digest = base64.urlsafe_b64encode(hashlib.sha256(marker).digest()).rstrip(b"=").decode()
+    with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(changed, "w", zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename.endswith(".dist-info/RECORD"):
+                data += f"agent/_deploy_marker.py,sha256={digest},{len(marker)}\n".encode()
+            dst.writestr(item, data)
+        dst.writestr("agent/_deploy_marker.py", marker)
+    return changed
+
+
+def test_deploy_of_a_changed_wheel_keeps_the_boards_torch(hosts, tmp_path):
+    """A stand-in for NVIDIA's Jetson torch in the agent's venv survives `specbed deploy` with dependencies on."""
+    name = NAMES[1]
+    python = agent_python(hosts, name)
+    site_dir = Path(
+        subprocess.run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
+    dist = site_dir / "torch-2.8.0+l4t36.standin.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: torch\nVersion: 2.8.0+l4t36.standin\n")
+    (dist / "INSTALLER").write_text("nvidia\n")
+    (dist / "RECORD").write_text(f"{dist.name}/METADATA,,\n{dist.name}/INSTALLER,,\n{dist.name}/RECORD,,\n")
+    try:
+        out = specbed(
+            "deploy",
+            "-i",
+            str(hosts / "inventory.yml"),
+            "--limit",
+            name,
+            "-e",
+            f"specbed_wheel={changed_wheel(tmp_path)}",
+            "-e",
+            "specbed_install_deps=true",  # a board that reaches the package index installs dependencies
+            "-e",
+            "specbed_pip_extra_args=--no-index",  # ... but none may be fetched: every one is there already
+            "-e",
+            f"controller_port={PORT}",
+        )
+        assert out.returncode == 0, out.stdout[-4000:]
+        shown = subprocess.run([python, "-m", "pip", "show", "torch"], capture_output=True, text=True).stdout
+        assert "Version: 2.8.0+l4t36.standin" in shown, shown
+        assert (site_dir / "agent" / "_deploy_marker.py").is_file(), "the changed wheel was not installed"
+        pins = (hosts / "hosts" / name / "root" / "config" / "constraints.txt").read_text()
+        assert "torch==2.8.0+l4t36.standin" in pins
+    finally:
+        shutil.rmtree(dist, ignore_errors=True)
