@@ -58,9 +58,12 @@ def _logits_check(target, device: str, vocab: int, context: int, gamma: int, see
 
 
 def _restore_attention(model) -> None:
-    """Back to the model's default attention (the eager path measures what it always did)."""
+    """Back to the model's default attention and cuDNN's SDPA (the eager path measures what it always did)."""
+    import torch
+
     if hasattr(model, "set_attn_implementation"):
         model.set_attn_implementation("sdpa")
+    torch.backends.cuda.enable_cudnn_sdp(True)
 
 
 class _Agent:
