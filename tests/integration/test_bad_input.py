@@ -66,7 +66,7 @@ def test_bad_frames_get_errors_and_the_run_finishes(tmp_path, tiny_pair, keys):
     thread.start()
     try:
         assert listening.wait(60)
-        assert first_round.wait(120), "the real agents never completed a round"
+        assert first_round.wait(400), "the real agents never completed a round"  # slow on a loaded machine
         ctx = zmq.Context.instance()
         rogue = ctx.socket(zmq.DEALER)  # an enrolled agent gone rogue: CURVE lets it in, the checks do not
         apply_client(rogue, Enrolment(keys).client_keys("rogue"))
