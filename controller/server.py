@@ -41,6 +41,7 @@ from agent.protocol import (
     index_dtype_for,
     zmtp_frame_bytes,
 )
+from controller.acceptance import round_expectations
 from controller.batch import batched_logits
 from controller.clocksync import ClockEstimator
 from controller.policies import BandAllocator, Decision, DraftPolicy, Estimates, policy_class
@@ -109,6 +110,7 @@ class _Round:
     t_verified: int = 0
     n_accepted: int = 0
     next_token: int = 0
+    expected: dict = field(default_factory=dict)  # controller.acceptance's fields for the RoundRecord
 
 
 @dataclass
@@ -618,6 +620,8 @@ class Controller:
                     r.drafts, q, p, r.session.generator, draft_token_probs=qx
                 )
             r.t_verified = time.monotonic_ns()
+            if g.temperature > 0:
+                r.expected = round_expectations(p, q, r.msg.dense, g.sampling)  # after the timed part
             self._estimate(r, server_ns=(t_target - t_batch) + (r.t_verified - t0), positions=positions)
         if self.allocator is not None:
             self.rounds_since_solve += len(rounds)
@@ -729,6 +733,7 @@ class Controller:
                 alpha_estimate=est.alpha,
                 batch_size=batch_size,
                 band_hz=band_sent,
+                **r.expected,
             )
         )
         if done:
