@@ -117,8 +117,14 @@ def acceptance_rows(grid: list[dict], rounds: dict[str, list[dict]], rows: list[
 
 
 def _realized(pr: list[tuple[dict, dict]]) -> tuple[float | None, float | None]:
-    """Accepted / drafted with its cluster-robust SE."""
-    return ratio_of_sums((_cluster(p, r), r["accepted"], r["draft_length"]) for p, r in pr)
+    """Per-trial acceptance, accepted / (accepted + rejections), with its cluster-robust SE.
+
+    Drafts after a rejection are never tested, so accepted / drafted is not the per-token acceptance
+    probability; accepted over tested drafts is (its i.i.d. maximum-likelihood estimate).
+    """
+    return ratio_of_sums(
+        (_cluster(p, r), r["accepted"], r["accepted"] + (1 if r["accepted"] < r["draft_length"] else 0)) for p, r in pr
+    )
 
 
 def _bytes_fit(points: dict[int, float]):
@@ -185,9 +191,10 @@ def section(rows: list[dict], out: Path) -> list[str]:
         lines.append(f"| {r['mode']} | {r['top_k']} | {bytes_cell} | {real} | {exp} | {diff} |")
     lines += [
         "",
-        "Realized: accepted / drafted on the wire for the configurations run.  Expected: mean exact Σ min(p, q)",
-        "per draft position recorded by the verifier on those rounds (for K not run on the wire and for sampling",
-        "full, the paired value on the dense positions).  Paired Δα: Σ min(p, q^K) − Σ min(p, q) on the dense",
+        "Realized: accepted / tested drafts (a rejection ends a round) on the wire.  Expected: mean exact Σ min(p, q)",
+        "per draft position recorded by the verifier on those rounds, over every drafted position (tested or not,",
+        "so realized and expected describe different sets of positions and are not compared with each other; for K not run on the wire and for sampling",
+        "full: the paired value on the dense positions).  Paired Δα: Σ min(p, q^K) − Σ min(p, q) on the dense",
         "baseline's positions.  SEs are cluster-robust over (seed, prompt); ~B: bytes interpolated linearly in K.",
         "",
     ]
