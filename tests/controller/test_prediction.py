@@ -73,3 +73,14 @@ def test_cluster_mean_and_the_two_se_rule():
     assert se == 0.5  # two clusters at 1 and 0: the spread of cluster means, not of positions
     assert cluster_mean([("a", 1.0)])[1] is None
     assert distinguishable(0.3, 0.1) and not distinguishable(0.15, 0.1) and not distinguishable(0.3, None)
+
+
+def test_residual_estimate_ignores_one_spiking_round():
+    """A round that waited 5 s for the CPU does not move the policies' residual estimate."""
+    from controller.policies import RunningMedian
+
+    m = RunningMedian()
+    for _ in range(10):
+        m.add(0.05)
+    m.add(5.0)
+    assert m.value == 0.05
