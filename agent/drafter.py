@@ -85,8 +85,9 @@ def select_token(
         values, indices = torch.topk(probs, settings.top_k)
     wire = values.to(TORCH_PROB_DTYPES[settings.prob_dtype])
     if settings.temperature == 0:
-        token = int(indices[0])
-        return token, float(values[0]), indices, wire
+        # the argmax of q itself: a dense payload's values are in token order, not sorted
+        token = int(probs.argmax())
+        return token, float(probs[token]), indices, wire
     if settings.sampling == "top-k":
         dist = wire.float()
         dist = dist / dist.sum()

@@ -197,8 +197,12 @@ def verify_round(
     generators: list[torch.Generator],
     temperature: float,
     strategy: str = "tail-fill",
+    on_logits=None,  # callable(logits [B', T, V], offsets): measurement after the timed part, or None
 ) -> tuple[list[tuple[int, int]], int, int]:
     """One batch's target pass and verification: (verdicts, forward-done ns, verified ns).
+
+    ``on_logits`` sees the pass's logits once both times are taken (row b's first
+    draft position is ``logits[b, offsets[b]]``), so what it measures is not timed.
 
     Both times are on ``time.monotonic_ns`` and mark when the device work ended: on CUDA the
     forward's end is read from an event after the verdicts' copy back (which synchronises), so
@@ -221,4 +225,6 @@ def verify_round(
     t_verified = time.monotonic_ns()
     if cuda:
         t_target = t_verified - int(fwd_done.elapsed_time(end) * 1e6)
+    if on_logits is not None:
+        on_logits(out, offsets)
     return [(int(n), int(x)) for n, x in verdicts.tolist()], t_target, t_verified

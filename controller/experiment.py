@@ -46,6 +46,8 @@ import torch
 from agent.drafter import Drafter, DraftSettings
 from agent.lm import CachedLM, probs_from_logits
 from agent.models import LoadedModel, load_model, prepare_model
+from controller import hostload
+from controller.acceptance import round_expectations
 from controller.keys import enrolment_for
 from controller.liveness import Liveness
 from controller.local import reap_dead_agents, say_bye_and_wait
@@ -264,6 +266,7 @@ def run_experiment(
         "git": git_commit(),
         "kind": "remote" if bind else "local",
     }
+    load_start = hostload.snapshot()
     manifest["segments"].append(seg)
     write_json_atomic(out_dir / "manifest.json", manifest)
 
@@ -283,6 +286,7 @@ def run_experiment(
             _rewrite_jsonl(out_dir / "rounds.jsonl", kept)
             seg["discarded_rounds"] += seg["abandoned_rounds"]
         seg["finished_unix_s"] = time.time()
+        seg["host_load"] = hostload.over_segment(load_start, hostload.snapshot())
         write_json_atomic(out_dir / "manifest.json", manifest)
     from controller.analysis import write_summary_and_report
 
@@ -648,6 +652,7 @@ class _Segment:
                 q = torch.from_numpy(draft.topk_probs.astype("float32"))  # dense: [γ, V]
                 n, nxt = speculative_verify(drafts, q, p, gen, draft_token_probs=torch.from_numpy(draft.draft_probs))
             t3 = time.monotonic_ns()
+            expected = round_expectations(p, q, True, "full") if g.temperature > 0 else {}
             drafter.accept(drafts[:n].tolist(), nxt)
             new, finished = job.extend(drafts[:n].tolist() + [nxt], self.eos)
             self._on_round(
@@ -664,6 +669,7 @@ class _Segment:
                     "tail_mass": 0.0,
                     "tv_distance": None,
                     "phases": {"drafting": [t0, t1], "target_forward": [t1, t2], "verification": [t2, t3]},
+                    **expected,
                 }
             )
             rnd += 1

@@ -20,6 +20,7 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from agent.limits import controller_frame_bytes
+from agent.lm import probs_from_logits
 from agent.models import LoadedModel
 from agent.protocol import (
     DENSE,
@@ -41,6 +42,7 @@ from agent.protocol import (
     index_dtype_for,
     zmtp_frame_bytes,
 )
+from controller.acceptance import round_expectations
 from controller.clocksync import ClockEstimator
 from controller.device_verify import Payload, session_generator, verify_round
 from controller.keys import HANDSHAKE_FAILED, Enrolment
@@ -49,7 +51,7 @@ from controller.policies import BandAllocator, Decision, DraftPolicy, Estimates,
 from controller.profiles import Generation
 from controller.results import RoundRecord
 from controller.target import StaticTarget, TargetSlot
-from controller.verify import tail_mass
+from controller.verify import reconstruct, tail_mass
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +120,7 @@ class _Round:
     t_verified: int = 0
     n_accepted: int = 0
     next_token: int = 0
+    expected: dict = field(default_factory=dict)  # controller.acceptance's fields for the RoundRecord
 
 
 @dataclass
@@ -670,6 +673,7 @@ class Controller:
             [r.session.generator for r in rounds],
             g.temperature,
             strategy,
+            on_logits=self._expectations(rounds) if g.temperature > 0 else None,
         )
         positions = sum(len(r.drafts) + 1 for r in rounds)
         for r, (n_accepted, next_token) in zip(rounds, verdicts, strict=True):
@@ -682,6 +686,25 @@ class Controller:
                 self.allocator.resolve({s.name: s.estimates for s in self.sessions.values()})
         for r in rounds:
             self._reply(r, len(rounds))
+
+    def _expectations(self, rounds: list[_Round]) -> Callable:
+        """Record each round's exact expected acceptance (controller.acceptance) from the pass's logits."""
+        g = self.generation
+
+        def measure(logits: torch.Tensor, offsets: list[int]) -> None:
+            for b, (r, off) in enumerate(zip(rounds, offsets, strict=True)):
+                n = len(r.drafts)
+                p = probs_from_logits(logits[b, off : off + n + 1].float(), g.temperature).cpu()  # [γ + 1, V]
+                if r.msg.dense:
+                    q = r.topk_probs  # [γ, V]: the distribution itself
+                elif g.sampling == "top-k":
+                    topk_idx = torch.from_numpy(r.msg.topk_indices.astype("int64"))
+                    q = reconstruct(topk_idx, r.topk_probs, p.shape[-1], "renormalise")  # [γ, V]
+                else:
+                    continue  # q is only a reconstruction: nothing exact to record
+                r.expected = round_expectations(p, q, r.msg.dense, g.sampling)
+
+        return measure
 
     def _estimate(self, r: _Round, server_ns: int, positions: int) -> None:
         """Feed the round into the agent's online estimates (the draft and bandwidth policies read them)."""
@@ -787,6 +810,7 @@ class Controller:
                 alpha_estimate=est.alpha,
                 batch_size=batch_size,
                 band_hz=band_sent,
+                **r.expected,
             )
         )
         if done:
