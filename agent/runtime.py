@@ -355,6 +355,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--clock-shift-ns", type=int, default=0, help="add this to every reported timestamp (clock-sync tests)"
     )
+    parser.add_argument(
+        "--role", choices=("drafter", "worker"), default="drafter", help="draft tokens, or score them (SpecFed)"
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format=f"%(asctime)s {args.name} %(levelname)s %(message)s")
@@ -362,7 +365,10 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    agent = Agent(args.connect, args.name, args.device, args.idle_timeout, args.clock_shift_ns)
+    cls = Agent
+    if args.role == "worker":
+        from agent.worker import Worker as cls
+    agent = cls(args.connect, args.name, args.device, args.idle_timeout, args.clock_shift_ns)
     try:
         return agent.run()
     finally:
