@@ -261,6 +261,6 @@ def federated_round(
         if all(a.payload.dense for a in answers.values()):
             dense_refs = {n: rebuilt[n] for n in answers}  # the payload is the distribution itself
         if all(v is not None for v in dense_refs.values()):
-            dense = {n: torch.as_tensor(np.asarray(v)) if not torch.is_tensor(v) else v for n, v in dense_refs.items()}
+            dense = {n: v if torch.is_tensor(v) else torch.from_numpy(np.array(v)) for n, v in dense_refs.items()}
             metrics = measure_round(dense, rebuilt, idx, vals, w, q).to_dict()
     return RoundResult(n_acc, nxt, w, metrics)
