@@ -163,6 +163,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     bind = args.bind
     from controller.specfed_profile import is_specfed
 
+    if args.resume and is_specfed(str(Path(args.resume) / "profile.yaml")):
+        print(f"error: {args.resume} is a SpecFed run; SpecFed runs do not resume, start a new one", file=sys.stderr)
+        return 2
     if not args.resume and is_specfed(args.profile):
         from controller.specfed_cli import cmd_run_specfed
 

@@ -91,3 +91,19 @@ def test_weights_from_data_sizes_and_profile_errors(tmp_path):
     ):
         with pytest.raises(ProfileError, match=__import__("re").escape(field)):
             _workers(tmp_path, bad)
+
+
+def test_the_bundled_specfed_profile_loads_with_its_grid(tmp_path):
+    from controller.profiles import ProfileError
+    from controller.specfed_profile import is_specfed, load_specfed
+
+    x = load_specfed("specfed")
+    assert is_specfed("specfed") and not is_specfed("k-sweep")
+    assert [w.name for w in x.workers] == ["worker-fp32", "worker-int8", "worker-int4"]
+    assert sum(w.weight for w in x.workers) == pytest.approx(1.0)
+    grid = x.grid()
+    assert len(grid) == 11 and grid[0].dense and {p.generation.top_k for p in grid[1:]} == {1, 4, 8, 32, 128}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("scheme: specfed\nmodels: tiny-llama\nprompts: tiny\nworkers: []\ntop_k: 3\n")
+    with pytest.raises(ProfileError, match="unknown field 'top_k'"):
+        load_specfed(str(bad))
