@@ -51,6 +51,8 @@ TYPE_LIMITS: dict[int, Limits] = {
     10: Limits(KIB, 8, 0, 0, 0, 1),  # TIME_PONG
     11: Limits(TELEMETRY_FRAME_BYTES, 4096, 0, 256, 0, 3),  # TELEMETRY: host, columns, rows of scalars
     12: Limits(KIB, 4, 4, 64, 0, 2),  # LINK
+    13: Limits(8 * MAX_PROMPT_TOKENS + KIB, MAX_PROMPT_TOKENS, 0, 64, 0, 2),  # SCORE_REQUEST (SpecFed)
+    14: Limits(None, 16, 8, 64, 1 << 31, 2),  # SCORE_PAYLOAD (SpecFed): like DRAFT_PAYLOAD
 }
 
 

@@ -82,6 +82,26 @@ Message types (direction, fields in order):
     agent's link emulator from its next message on.  A controller sends it
     before the verdict it applies to.
 
+``SCORE_REQUEST`` (13, controller -> worker), one per worker per round (SpecFed)
+    ``request_id`` int (the session: a worker keeps one KV cache per
+    request), ``round`` int, ``base`` int (how many tokens of the previous
+    request's sequence to keep; 0 for a new request), ``token_ids`` list of
+    int (the tokens after those ``base``: the sequence is the committed
+    context followed by the γ drafts), ``draft_length`` γ int (the last γ
+    tokens of the sequence are the drafts), ``measure`` bool (also send the
+    dense distributions, measurement traffic).
+``SCORE_PAYLOAD`` (14, worker -> controller), the answer to a score request
+    ``request_id``, ``round``, ``draft_length`` γ, ``top_k`` K,
+    ``index_dtype`` code, ``prob_dtype`` code (as in ``DRAFT_PAYLOAD``),
+    ``topk_indices`` bytes [γ + 1, K] (index dtype; empty for "none"),
+    ``topk_probs`` bytes [γ + 1, K] (prob dtype): the worker's distribution
+    p_m at each draft position and at the bonus position, ``dense_probs``
+    bytes [γ + 1, V] float32 or empty: the full p_m when ``measure`` was
+    asked (measurement traffic, not counted as uplink bytes and not held by
+    an emulated uplink), ``times`` list of 3 ints, worker monotonic ns:
+    request received, forward pass done, sent, ``link`` map as in
+    ``DRAFT_PAYLOAD``.
+
 Decoding validates everything and raises ``ProtocolError`` whose ``code``
 is the counter the receiver increments.
 """
@@ -100,7 +120,7 @@ import numpy as np
 
 from agent.limits import TYPE_LIMITS, depth_of
 
-PROTOCOL_VERSION = 3  # 3: LINK messages (bandwidth re-allocation)
+PROTOCOL_VERSION = 4  # 3: LINK messages (bandwidth re-allocation); 4: SpecFed SCORE_REQUEST/SCORE_PAYLOAD
 
 #: Tolerance on a top-K row's sum above 1 (float16 rounding of K values).
 PROB_SUM_TOLERANCE = 1e-2
@@ -166,6 +186,8 @@ class MsgType(IntEnum):
     TIME_PONG = 10
     TELEMETRY = 11
     LINK = 12
+    SCORE_REQUEST = 13
+    SCORE_PAYLOAD = 14
 
 
 def index_dtype_for(vocab_size: int) -> str:
@@ -624,6 +646,8 @@ class LinkUpdate(Message):
         return cls(_link_update(fields[0], "up"), _link_update(fields[1], "down"))
 
 
+from agent.protocol_specfed import ScorePayload, ScoreRequest  # noqa: E402
+
 MESSAGE_TYPES: dict[MsgType, type[Message]] = {
     cls.TYPE: cls
     for cls in (
@@ -639,6 +663,8 @@ MESSAGE_TYPES: dict[MsgType, type[Message]] = {
         TimePong,
         Telemetry,
         LinkUpdate,
+        ScoreRequest,
+        ScorePayload,
     )
 }
 

@@ -395,6 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--insecure", action="store_true", help="no CURVE: talk to the controller in the clear (debugging only)"
     )
+    parser.add_argument(
+        "--role", choices=("drafter", "worker"), default="drafter", help="draft tokens, or score them (SpecFed)"
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     keys = None
@@ -412,7 +415,10 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    agent = Agent(args.connect, args.name, args.device, args.idle_timeout, args.clock_shift_ns, keys)
+    cls = Agent
+    if args.role == "worker":
+        from agent.worker import Worker as cls
+    agent = cls(args.connect, args.name, args.device, args.idle_timeout, args.clock_shift_ns, keys)
     try:
         return agent.run()
     finally:

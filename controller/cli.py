@@ -180,6 +180,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("error: --out and --resume both name the run folder; give one", file=sys.stderr)
         return 2
     bind = args.bind
+    from controller.specfed_profile import is_specfed
+
+    if args.resume and is_specfed(str(Path(args.resume) / "profile.yaml")):
+        print(f"error: {args.resume} is a SpecFed run; SpecFed runs do not resume, start a new one", file=sys.stderr)
+        return 2
+    if not args.resume and is_specfed(args.profile):
+        from controller.specfed_cli import cmd_run_specfed
+
+        return cmd_run_specfed(args)
     try:
         experiment = load_experiment(str(Path(args.resume) / "profile.yaml") if args.resume else args.profile)
         grid = expand_grid(experiment)
