@@ -187,7 +187,12 @@ def inventory_hosts(inventory: str) -> dict:
     """``ansible-inventory --list`` as a dict (groups and hostvars)."""
     if not Path(inventory).exists():
         raise ProvisionError(f"inventory {inventory} not found")
-    proc = subprocess.run([ansible_bin("ansible-inventory"), "-i", inventory, "--list"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [ansible_bin("ansible-inventory"), "-i", inventory, "--list"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ANSIBLE_VERBOSITY": "0"},  # JSON only on stdout, whatever the caller's verbosity
+    )
     if proc.returncode != 0:
         raise ProvisionError(f"ansible-inventory could not read {inventory}: {proc.stderr.strip()[-500:]}")
     return json.loads(proc.stdout)
