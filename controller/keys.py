@@ -154,8 +154,12 @@ class Enrolment:
         """Start the ZAP handler in ``ctx`` (once; the controller's sockets of this run share it)."""
         if not self.secure or self.auth is not None:
             return
-        self.auth = _AllowList(ctx, self.names_by_key)
-        self.auth.start()
+        auth = _AllowList(ctx, self.names_by_key)
+        try:
+            auth.start()
+        except zmq.ZMQError as exc:  # one ZAP handler per context: a run still open in this process holds it
+            raise KeysError(f"cannot start the CURVE allow-list: {exc} (another run in this process?)") from None
+        self.auth = auth
         self.auth.configure_curve_callback(ZAP_DOMAIN.decode(), _Provider(self.names_by_key))
 
     def serve(self, sock: zmq.Socket) -> None:

@@ -18,7 +18,7 @@ def test_keys_command_writes_the_contract_layout(tmp_path):
         [sys.executable, "-m", "controller.cli", "keys", "--dir", str(tmp_path / "k"), "--agents", "orin-1,orin-2"],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
     assert out.returncode == 0, out.stderr
     k = tmp_path / "k"
@@ -33,7 +33,7 @@ def test_keys_command_writes_the_contract_layout(tmp_path):
         [sys.executable, "-m", "controller.cli", "keys", "--dir", str(k), "--agents", "a;b"],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
     assert bad.returncode == 2 and "a;b" in bad.stderr
 
@@ -46,7 +46,7 @@ def test_remote_runs_need_keys_or_insecure():
 
 def test_agent_without_keys_refuses_to_start():
     out = subprocess.run(
-        [sys.executable, "-m", "agent", "--connect", "tcp://127.0.0.1:9"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "agent", "--connect", "tcp://127.0.0.1:9"], capture_output=True, text=True, timeout=600
     )
     assert out.returncode == 2 and "--insecure" in out.stderr
 
@@ -76,7 +76,7 @@ def test_local_refuses_an_out_of_vocabulary_prompt_before_starting(tmp_path):
         + ["--out", str(tmp_path / "run")],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
     )
     assert out.returncode == 2, out.stdout + out.stderr
     assert "p.jsonl:1: prompt 'a': token id 99999999" in out.stderr
