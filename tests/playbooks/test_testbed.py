@@ -157,7 +157,8 @@ def test_testbed_profile_agrees_with_the_inventory(hosts):
 
 def test_site_twice_second_run_changes_nothing(hosts):
     tb = str(hosts / "testbed.yaml")
-    first = specbed("provision", "--testbed", tb, "-e", f"controller_port={PORT}")
+    keys = str(hosts / "keys")  # made by provision (`specbed keys`): the boards get theirs, serve enrols them
+    first = specbed("provision", "--testbed", tb, "--keys", keys, "-e", f"controller_port={PORT}")
     assert first.returncode == 0, first.stdout[-4000:]
     assert recap(first.stdout) | {"changed": 0} == {"hosts": 3, "changed": 0, "failed": 0, "unreachable": 0}
     assert recap(first.stdout)["changed"] >= 2  # fresh hosts: at least the two agents were installed
@@ -166,7 +167,7 @@ def test_site_twice_second_run_changes_nothing(hosts):
         assert (root / "venv" / "bin" / "python").exists()
         assert f"tcp://10.231.{FIRST_INDEX + NAMES.index(name)}.1:{PORT}" in (root / "config" / "agent.env").read_text()
         assert any((root / "cache" / "models").iterdir()), "drafter files were not copied to the board"
-    second = specbed("provision", "--testbed", tb, "-e", f"controller_port={PORT}")
+    second = specbed("provision", "--testbed", tb, "--keys", keys, "-e", f"controller_port={PORT}")
     assert second.returncode == 0, second.stdout[-4000:]
     assert recap(second.stdout) == {"hosts": 3, "changed": 0, "failed": 0, "unreachable": 0}, second.stdout[-4000:]
 
@@ -229,6 +230,8 @@ def test_quickstart_served_to_the_namespace_agents(hosts):
         "serve",
         "--bind",
         f"tcp://0.0.0.0:{PORT}",
+        "--keys",
+        str(hosts / "keys"),
         "--agents",
         "2",
         "--profile",
@@ -242,6 +245,8 @@ def test_quickstart_served_to_the_namespace_agents(hosts):
     summary = json.loads((run / "summary.json").read_text())
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["kind"] == "remote"
+    assert manifest["security"]["mode"] == "curve"  # only the enrolled boards were served
+    assert manifest["security"]["enrolled"] == ["tb-orin-1", "tb-orin-2"]
     assert summary["prompts"] == summary["prompts_requested"] == 4
     assert set(summary["agents"]) == {"tb-orin-1", "tb-orin-2"}
     assert all(a["prompts"] >= 1 and a["clock"]["samples"] > 0 for a in summary["agents"].values())
