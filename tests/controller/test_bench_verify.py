@@ -99,3 +99,26 @@ def test_batched_verification_on_gpu():
     row = result["rows"][0]
     assert row["batched"]["ms_per_position"] < row["one_by_one"]["ms_per_position"]
     assert 0 < row["batched"]["gpu_kernel_ms_per_position"] < row["one_by_one"]["gpu_kernel_ms_per_position"]
+
+
+def test_bench_verify_core_records_the_contract_fields_on_cpu():
+    from controller.bench_core import bench_verify_core, format_core_table
+
+    result = bench_verify_core(
+        "tiny",
+        agents=[1, 2],
+        rounds=2,
+        warmup=1,
+        context=16,
+        device="cpu",
+        eager_rounds=1,
+        command="specbed bench verify",
+    )
+    assert result["floor_ms"] > 0 and result["command"] == "specbed bench verify" and result["machine"]
+    assert [r["agents"] for r in result["rows"]] == [1, 2]
+    for row in result["rows"]:
+        assert row["batched_ms_per_round"] > 0 and row["one_by_one_ms_per_round"] > 0
+        assert row["verdicts_agree"] == 1.0  # float32 on the CPU: both ways see the same logits and draws
+    assert [r["agents"] for r in result["eager"]["rows"]] == [1, 2]
+    assert result["logits_check"]["argmax_agree"].split("/")[0] == result["logits_check"]["argmax_agree"].split("/")[1]
+    assert "| 2 |" in format_core_table(result)
