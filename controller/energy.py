@@ -96,16 +96,40 @@ def integrate(t_ns: list[int], power_w: list[float | None], intervals: Iterable[
     return total if covered else None
 
 
+def counter_delta(t_ns: list[int], values: list, start_ns: int, end_ns: int) -> tuple[float | None, int]:
+    """Increase of a cumulative counter over [start, end], and how many of its readings lie inside.
+
+    NVML's energy counter is read about once a second, so the readings nearest
+    a window's ends can be most of a second inside it; the counter is instead
+    interpolated linearly at each end between the readings around it (clamped
+    to the first or last reading where the series does not reach that far).
+    None when the readings do not overlap the window.
+    """
+    pts = [(t, v) for t, v in zip(t_ns, values, strict=False) if v is not None]
+    if len(pts) < 2 or pts[-1][0] < start_ns or pts[0][0] > end_ns:
+        return None, 0
+    times = [t for t, _ in pts]
+
+    def at(x: int) -> float:
+        if x <= times[0]:
+            return pts[0][1]
+        if x >= times[-1]:
+            return pts[-1][1]
+        i = bisect.bisect_right(times, x)
+        (t0, v0), (t1, v1) = pts[i - 1], pts[i]
+        return v0 + (v1 - v0) * (x - t0) / (t1 - t0)
+
+    inside = sum(1 for t in times if start_ns <= t <= end_ns)
+    return at(end_ns) - at(start_ns), inside
+
+
 def counter_energy(cols: dict[str, list], start_ns: int, end_ns: int) -> tuple[float | None, list[str]]:
-    """Joules from cumulative energy counters between the samples nearest the window's ends."""
+    """Joules from cumulative energy counters over the window (``counter_delta``), and the columns used."""
     total, used = 0.0, []
-    t = cols["t_ns"]
     for col, scale in COUNTER_COLUMNS.items():
-        vals = [
-            (ti, v) for ti, v in zip(t, cols.get(col, []), strict=False) if v is not None and start_ns <= ti <= end_ns
-        ]
-        if len(vals) >= 2:
-            total += (vals[-1][1] - vals[0][1]) * scale
+        delta, _ = counter_delta(cols["t_ns"], cols.get(col, []), start_ns, end_ns)
+        if delta is not None:
+            total += delta * scale
             used.append(col)
     return (total, used) if used else (None, used)
 

@@ -19,7 +19,7 @@ keeps its own energy, as if its devices were its alone.
 
 from __future__ import annotations
 
-from controller.energy import integrate
+from controller.energy import counter_delta, integrate
 
 #: sampler family -> (cumulative counter column and its scale to joules, power column)
 FAMILIES: dict[str, tuple[tuple[str, float] | None, str | None]] = {
@@ -35,11 +35,9 @@ def family_energy(cols: dict[str, list], family: str, window: tuple[int, int]) -
     t = cols["t_ns"]
     if counter is not None:
         col, scale = counter
-        vals = [
-            v for ti, v in zip(t, cols.get(col, []), strict=False) if v is not None and window[0] <= ti <= window[1]
-        ]
-        if len(vals) >= 2:
-            return (vals[-1] - vals[0]) * scale, len(vals)
+        delta, n = counter_delta(t, cols.get(col, []), *window)
+        if delta is not None:
+            return delta * scale, n
     if power is not None and power in cols:
         series = cols[power]
         n = sum(1 for ti, v in zip(t, series, strict=True) if v is not None and window[0] <= ti <= window[1])

@@ -53,3 +53,15 @@ def test_host_with_power_attributes_phases():
     assert out["joules_per_generated_token"] == pytest.approx(4.0)
     assert out["mean_power_w"] == pytest.approx(8.0)
     assert out["phase_energy_j"]["drafting"] == pytest.approx(4.0)
+
+
+def test_counter_energy_is_interpolated_at_the_window_ends():
+    """NVML's counter is read once a second: a window between readings still gets its whole energy."""
+    from controller.energy import counter_energy
+
+    s = 1_000_000_000
+    t = [i * s // 20 for i in range(0, 201)]  # 20 Hz rows over 10 s
+    counter = [(ti / s) * 100_000.0 if ti % s == 0 else None for ti in t]  # 100 W in mJ, read every 1 s
+    energy, used = counter_energy({"t_ns": t, "gpu_energy_mj": counter}, s // 2, 9 * s + s // 2)
+    assert used == ["gpu_energy_mj"]
+    assert abs(energy - 900.0) < 1e-6  # the readings inside alone (1 s .. 9 s) would give 800 J
