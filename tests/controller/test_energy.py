@@ -57,7 +57,6 @@ def test_host_with_power_attributes_phases():
 
 def test_counter_energy_is_interpolated_at_the_window_ends():
     """NVML's counter is read once a second: a window between readings still gets its whole energy."""
-    from controller.energy import counter_energy
 
     s = 1_000_000_000
     t = [i * s // 20 for i in range(0, 201)]  # 20 Hz rows over 10 s
