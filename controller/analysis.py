@@ -52,6 +52,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from controller.acceptance import acceptance_columns
 from controller.energy import host_summary, read_series
 from controller.report import clock_to_controller
 from controller.results import read_jsonl
@@ -84,6 +85,8 @@ COLUMNS = (
     "mean_tokens_per_round",
     "acceptance_rate",
     "acceptance_rate_se",
+    "mean_acceptance_length",
+    "acceptance_rate_per_position",
     "bytes_up_per_draft_token",
     "bytes_down_per_round",
     "latency_per_token_ms",
@@ -273,6 +276,7 @@ def summary_rows(run: RunData) -> list[dict[str, Any]]:
             if drafted:
                 a = row["acceptance_rate"]
                 row["acceptance_rate_se"] = math.sqrt(a * (1 - a) / drafted)
+            row.update(acceptance_columns(rounds))
         if distributed and n_rounds:
             row["bytes_up_per_draft_token"] = sum(r["bytes_up"] for r in rounds) / drafted if drafted else None
             row["bytes_down_per_round"] = sum(r["bytes_down"] for r in rounds) / n_rounds
@@ -794,6 +798,8 @@ def make_report(run: RunData, rows: list[dict]) -> Path:
         ("tokens_per_s", "tok/s"),
         ("mean_tokens_per_round", "tok/round"),
         ("acceptance_rate", "α"),
+        ("mean_acceptance_length", "acc. len"),
+        ("acceptance_rate_per_position", "α per position"),
         ("bytes_up_per_draft_token", "B/draft tok"),
         ("latency_per_token_ms", "ms/tok"),
         ("energy_j_per_token", "J/tok"),

@@ -109,9 +109,27 @@ def host_facts() -> dict[str, Any]:
     return facts
 
 
+#: Distributions whose version shapes a measurement (numbers, timing, sampling, the wire).
+MEASURING_PACKAGES = (
+    "specbed",
+    "torch",
+    "transformers",
+    "safetensors",
+    "accelerate",
+    "gguf",
+    "numpy",
+    "pyzmq",
+    "msgpack",
+    "psutil",
+    "nvidia-ml-py",
+    "jetson-stats",
+)
+
+
 def versions() -> dict[str, str | None]:
+    """Installed version of each of ``MEASURING_PACKAGES`` (None: not installed)."""
     out: dict[str, str | None] = {}
-    for dist in ("specbed", "torch", "transformers", "pyzmq", "msgpack", "numpy"):
+    for dist in MEASURING_PACKAGES:
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -206,7 +224,10 @@ class RunWriter:
 def summarise(
     rounds: list[RoundRecord], vocab_size: int, wall_s: float, errors: dict[str, int], agents: dict[str, Any]
 ) -> dict[str, Any]:
-    """Totals over a run.  Rates use the generation wall time ``wall_s``."""
+    """Totals over a run.  Rates use the generation wall time ``wall_s``; acceptance figures as vLLM's
+    (``controller.acceptance``)."""
+    from controller.acceptance import acceptance_figures
+
     drafted = sum(r.draft_length for r in rounds)
     accepted = sum(r.accepted for r in rounds)
     emitted = sum(r.emitted for r in rounds)
@@ -232,4 +253,5 @@ def summarise(
         "errors_total": sum(errors.values()),
         "agents": agents,
         "bytes_note": "ZMTP 3 frame bytes (msgpack body + frame header) as received; TCP/IP headers excluded",
+        **acceptance_figures(rounds),
     }

@@ -22,13 +22,21 @@ import yaml
 
 from agent.codec import RECONSTRUCTIONS
 from agent.models import ModelError, validate_spec
-from agent.protocol import DENSE, INDEX_DTYPES, PROB_DTYPES, SAMPLING_MODES
+from agent.protocol import PROB_DTYPES, SAMPLING_MODES
+from controller.profiles.base import ProfileError, check
+from controller.profiles.device import DeviceProfile
+from controller.profiles.experiment import (
+    BANDWIDTH_POLICIES,
+    BASELINES,
+    BATCHING_MODES,
+    INDEX_ENCODINGS,
+    SWEEPABLE,
+    ExperimentProfile,
+)
+from controller.profiles.models import ModelPairProfile
+from controller.profiles.testbed import TestbedProfile
 
-PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
-
-
-class ProfileError(Exception):
-    """A profile that cannot be used; the message names the file and the field."""
+PROFILES_DIR = Path(__file__).resolve().parent.parent.parent / "profiles"
 
 
 @dataclass(frozen=True)
@@ -57,29 +65,6 @@ class Generation:
     # "multispin-homogeneous" | "multispin-heterogeneous" (ALGORITHMS.md section 5)
     bandwidth_policy: str = "none"
     realloc_rounds: int = 8  # re-solve the allocation after this many verified rounds (all agents together)
-
-
-INDEX_ENCODINGS = ("auto", *INDEX_DTYPES, DENSE)
-#: Experiment fields a sweep may vary: the generation settings plus ``agents``.
-SWEEPABLE = (
-    "top_k",
-    "draft_length",
-    "prob_dtype",
-    "index_dtype",
-    "reconstruction",
-    "sampling",
-    "temperature",
-    "draft_policy",
-    "uplink_rate_bps",
-    "batching",
-    "batch_window_s",
-    "bandwidth_policy",
-    "agents",
-)
-BATCHING_MODES = ("auto", "off", "homogeneous", "heterogeneous")
-BANDWIDTH_POLICIES = ("none", "equal-split", "multispin-homogeneous", "multispin-heterogeneous")
-#: Baselines an experiment may measure beside its distributed top-K grid.
-BASELINES = ("target-only", "colocated", "full-distribution")
 
 
 @dataclass(frozen=True)
@@ -176,7 +161,7 @@ def _unknown(path: Path, where: str, data: dict, allowed: set[str] | tuple) -> N
 def load_model_pair(ref: str) -> ModelPair:
     path = _resolve(ref, "models", ".yaml")
     data = _read_yaml(path)
-    _unknown(path, "model pair", data, {"name", "target", "drafter"})
+    check(ModelPairProfile, data, path, "model pair")
     for role in ("target", "drafter"):
         if role not in data:
             raise ProfileError(f"{path}: {role}: missing (a model spec with a 'source')")
@@ -278,6 +263,7 @@ def load_device(ref: str, where: str = "device") -> Device:
     """``profiles/devices/NAME.yaml``."""
     path = _resolve(ref, "devices", ".yaml")
     data = _read_yaml(path)
+    check(DeviceProfile, data, path, where)
     allowed = {
         "name",
         "role",
@@ -543,22 +529,7 @@ def load_sweep(path: Path, data: Any, base: Generation) -> dict[str, list]:
     return sweep
 
 
-EXPERIMENT_FIELDS = {
-    "name",
-    "description",
-    "models",
-    "prompts",
-    "agents",
-    "generation",
-    "telemetry",
-    "sweep",
-    "baselines",
-    "distributed",
-    "repetitions",
-    "seeds",
-    "devices",
-    "links",
-}
+EXPERIMENT_FIELDS = set(ExperimentProfile.model_fields)
 
 
 def load_experiment(ref: str, prompts: str | None = None, **overrides: Any) -> Experiment:
@@ -570,7 +541,7 @@ def load_experiment(ref: str, prompts: str | None = None, **overrides: Any) -> E
     """
     path = _resolve(ref, "experiments", ".yaml")
     data = _read_yaml(path)
-    _unknown(path, "experiment", data, EXPERIMENT_FIELDS)
+    check(ExperimentProfile, data, path, "experiment")
     telemetry = data.get("telemetry") or {}
     if not isinstance(telemetry, dict):
         raise ProfileError(f"{path}: telemetry: expected a mapping with rate_hz")
@@ -696,7 +667,7 @@ class Testbed:
 def load_testbed(ref: str) -> Testbed:
     path = _resolve(ref, "testbeds", ".yaml")
     data = _read_yaml(path)
-    _unknown(path, "testbed", data, {"name", "inventory", "controller", "agents"})
+    check(TestbedProfile, data, path, "testbed")
     for key in ("inventory", "controller"):
         _typed(path, key, data.get(key), str, "a string")
     agents = _typed(path, "agents", data.get("agents"), dict, "a mapping of host name to settings")
