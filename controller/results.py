@@ -255,3 +255,10 @@ def summarise(
         "bytes_note": "ZMTP 3 frame bytes (msgpack body + frame header) as received; TCP/IP headers excluded",
         **acceptance_figures(rounds),
     }
+
+
+def load_run(run_dir: str | Path) -> Any:
+    """A run folder as pandas DataFrames (``controller.rundata.Run``); needs the ``data`` extra."""
+    from controller.rundata import load_run as load
+
+    return load(run_dir)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from agent.options import add_log_options
 from controller.cli.common import add_command
 
 
@@ -12,6 +13,9 @@ def register(sub) -> None:
 
     th = add_command(sub, "testhosts", help="namespace test hosts with sshd (up/down); needs root")
     testhosts.add_arguments(th)
+    for action in th._subparsers._group_actions:  # up and down take the log options too
+        for parser in action.choices.values():
+            add_log_options(parser, suppress=True)
     th.set_defaults(func=cmd_testhosts)
 
 

@@ -76,7 +76,11 @@ def translate(exc: ValidationError, model: type[BaseModel], path: Path, kind: st
     """The first error of ``exc`` as a ``ProfileError`` naming ``path`` and the field."""
     errors = exc.errors()
     # in a union (e.g. a name or a mapping) the branch of the input's own type says what is wrong
-    err = next((e for e in errors if not e["type"].endswith("_type")), errors[0])
+    # and a misspelt name explains the "missing" field it was meant to be
+    err = next(
+        (e for e in errors if e["type"] == "extra_forbidden"),
+        next((e for e in errors if not e["type"].endswith("_type")), errors[0]),
+    )
     loc = tuple(p for p in err["loc"] if not _is_tag(p))
     value = err.get("input")
     kind_ = err["type"]
