@@ -359,6 +359,7 @@ def run(args) -> int:
     logging.basicConfig(
         level=log_level(args, logging.INFO), format=f"%(asctime)s {args.name} %(levelname)s %(message)s"
     )
+    log.debug("options: %s", {k: v for k, v in vars(args).items() if k != "func"})
     if args.threads:
         import torch
 

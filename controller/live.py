@@ -54,11 +54,14 @@ class AgentStats:
     acceptance: AcceptanceCounts = field(default_factory=AcceptanceCounts)
     watts: float | None = None
 
-    def tokens_per_s(self, now_ns: int) -> float | None:
-        """Tokens over the time since the agent's first round (at least 1 s, so a first round is no spike)."""
-        if self.first_ns is None:
+    def tokens_per_s(self) -> float | None:
+        """Tokens over the agent's first to last round (at least 1 s, so a first round is no spike).
+
+        An agent with nothing left to do keeps the rate it had, rather than decaying to zero.
+        """
+        if self.first_ns is None or self.last_ns is None:
             return None
-        return self.tokens / max((now_ns - self.first_ns) / 1e9, 1.0)
+        return self.tokens / max((self.last_ns - self.first_ns) / 1e9, 1.0)
 
 
 class RoundStats:
@@ -143,7 +146,6 @@ def stats_table(stats: RoundStats, title: str = "specbed: live") -> Any:
     """The panel's table (a rich ``Table``)."""
     from rich.table import Table
 
-    now = time.monotonic_ns()
     table = Table(
         title=title,
         caption=f"controller verify time: {_fmt(stats.mean_verify_ms(), '.1f')} ms/round"
@@ -159,7 +161,7 @@ def stats_table(stats: RoundStats, title: str = "specbed: live") -> Any:
         table.add_row(
             name,
             str(a.prompts),
-            _fmt(a.tokens_per_s(now), ".1f"),
+            _fmt(a.tokens_per_s(), ".1f"),
             _fmt(acc.num_accepted_tokens / acc.num_draft_tokens if acc.num_draft_tokens else None, ".3f"),
             _fmt(acc.mean_acceptance_length, ".2f"),
             _fmt(acc.num_draft_tokens / acc.num_drafts if acc.num_drafts else None, ".2f"),

@@ -86,7 +86,7 @@ def load_run(run_dir: str | Path) -> Run:
         df.insert(1, "segment", segment)
         df["t_agent_ns"] = df["t_ns"]
         if to_ctrl is not None:
-            df["t_ns"] = df["t_ns"].map(lambda t: to_ctrl(int(t)))
+            df["t_ns"] = df["t_ns"].map(lambda t, f=to_ctrl: f(int(t)))
         frames.append(df)
     telemetry = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["host", "segment", "t_ns"])
     if (run_dir / "summary.csv").is_file():
