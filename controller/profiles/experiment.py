@@ -36,7 +36,16 @@ Baseline = Literal[BASELINES]  # type: ignore[valid-type]
 
 
 class GenerationProfile(Profile):
-    """Generation settings; the defaults are ``controller.profiles.Generation``'s."""
+    """Generation settings; ``controller.profiles.Generation`` (what the runner uses) is built from these fields.
+
+    ``batching``: "off" verifies each payload on arrival; "homogeneous" waits for every busy agent, one
+    forward pass; "heterogeneous" one pass over whatever arrived within ``batch_window_s`` of the first;
+    "auto" the bandwidth policy's mode (homogeneous for equal-split and multispin-homogeneous,
+    heterogeneous for multispin-heterogeneous, else off).  ``bandwidth_policy`` shares ``links.band_hz``
+    among the agents: "none", "equal-split" (B/U each, fixed γ), "multispin-homogeneous",
+    "multispin-heterogeneous" (ALGORITHMS.md section 5).  ``uplink_rate_bps`` overrides
+    ``links.up.rate_bps`` for every agent; ``index_dtype`` "auto" picks the narrowest type for the vocabulary.
+    """
 
     temperature: float = Field(0.0, ge=0, description="a number >= 0 (0: greedy)")
     draft_length: int = Field(4, ge=1, description="an integer >= 1 (γ)")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, make_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from controller.profiles.experiment import (
     INDEX_ENCODINGS,
     SWEEPABLE,
     ExperimentProfile,
+    GenerationProfile,
 )
 from controller.profiles.models import ModelPairProfile
 from controller.profiles.testbed import TestbedProfile
@@ -39,32 +40,20 @@ from controller.profiles.testbed import TestbedProfile
 PROFILES_DIR = Path(__file__).resolve().parent.parent.parent / "profiles"
 
 
-@dataclass(frozen=True)
-class Generation:
-    """Generation settings of an experiment."""
+def _generation_dataclass() -> type:
+    """``Generation``: a frozen dataclass with ``GenerationProfile``'s fields and defaults.
 
-    temperature: float = 0.0  # 0 = greedy
-    draft_length: int = 4  # γ
-    top_k: int = 8  # K
-    prob_dtype: str = "float16"
-    sampling: str = "full"  # "full" | "top-k"
-    reconstruction: str = "tail-fill"  # "renormalise" | "tail-fill"
-    index_dtype: str = "auto"  # "auto" (narrowest for the vocabulary) | uint8 | uint16 | uint32 | "none" (dense)
-    max_new_tokens: int = 48
-    seed: int = 0
-    draft_policy: str = "fixed"  # "fixed" | "tkslt" | a registered name | "module:Class"
-    gamma_max: int = 16  # the largest γ an adaptive policy may choose
-    uplink_rate_bps: float | None = None  # emulated uplink rate of every agent (overrides links.up.rate_bps)
-    # "off": verify each payload on arrival; "homogeneous": wait for every busy agent, one forward pass;
-    # "heterogeneous": one pass over whatever arrived within batch_window_s of the first; "auto": the
-    # bandwidth policy's mode (homogeneous for equal-split and multispin-homogeneous, heterogeneous
-    # for multispin-heterogeneous, else off)
-    batching: str = "auto"
-    batch_window_s: float = 0.02
-    # sharing links.band_hz among the agents: "none" | "equal-split" (B/U each, fixed γ) |
-    # "multispin-homogeneous" | "multispin-heterogeneous" (ALGORITHMS.md section 5)
-    bandwidth_policy: str = "none"
-    realloc_rounds: int = 8  # re-solve the allocation after this many verified rounds (all agents together)
+    One place per setting: a new generation field is added to
+    ``controller.profiles.experiment.GenerationProfile`` only.
+    """
+    spec = [(n, f.annotation, field(default=f.default)) for n, f in GenerationProfile.model_fields.items()]
+    cls = make_dataclass("Generation", spec, frozen=True)
+    cls.__module__ = __name__
+    cls.__doc__ = "Generation settings of an experiment (fields: ``GenerationProfile``)."
+    return cls
+
+
+Generation = _generation_dataclass()
 
 
 @dataclass(frozen=True)

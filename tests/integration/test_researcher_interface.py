@@ -139,6 +139,11 @@ def test_metrics_port_loader_and_acceptance_of_one_cli_run(tmp_path, monkeypatch
     summary = json.loads((out / "summary.json").read_text())
     assert seen[-1] == sum(r["emitted"] for r in rounds_lines) == summary["tokens_generated"]
 
+    versions = json.loads((out / "manifest.json").read_text())["versions"]
+    for dist in ("psutil", "nvidia-ml-py", "jetson-stats", "pyzmq", "msgpack", "torch", "transformers"):
+        assert dist in versions, dist  # None where not installed (jetson-stats off a Jetson)
+    assert versions["pyzmq"] and versions["psutil"] and versions["msgpack"]
+
     run = load_run(out)
     assert len(run.rounds) == len(rounds_lines) == summary["rounds"]
     assert len(run.outputs) == len(outputs_lines)
