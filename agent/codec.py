@@ -32,7 +32,7 @@ def reconstruct(
     gamma, k = values.shape
     if strategy == "renormalise":
         values = values / values.sum(dim=-1, keepdim=True)
-        q = torch.zeros(gamma, vocab_size, dtype=torch.float32)
+        q = torch.zeros(gamma, vocab_size, dtype=torch.float32, device=values.device)
     else:
         tail = (1.0 - values.sum(dim=-1, keepdim=True)).clamp(min=0)
         fill = tail / max(vocab_size - k, 1)

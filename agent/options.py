@@ -57,3 +57,11 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--clock-shift-ns", type=int, default=0, help="add this to every reported timestamp (clock-sync tests)"
     )
+    parser.add_argument("--key", default=None, help="this agent's secret certificate (KEYS/agents/NAME.key_secret)")
+    parser.add_argument("--server-key", default=None, help="the controller's public certificate (KEYS/controller.key)")
+    parser.add_argument(
+        "--insecure", action="store_true", help="no CURVE: talk to the controller in the clear (debugging only)"
+    )
+    parser.add_argument(
+        "--role", choices=("drafter", "worker"), default="drafter", help="draft tokens, or score them (SpecFed)"
+    )

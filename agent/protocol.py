@@ -27,11 +27,15 @@ Message types (direction, fields in order):
     and ``seed``), ``draft_delay_s`` float (emulated extra drafting time per
     token, for devices slower than the host) and ``telemetry`` map: ``port`` int
     (the controller's SUB socket on the controller's host), ``rate_hz``
-    float, ``host_sampler`` str.  A controller may send ``CONFIGURE`` again
+    float, ``host_sampler`` str; optional ``device`` "cpu" | "cuda" |
+    "cuda:N" (where to draft; default: the agent's ``--device``) and
+    ``dtype`` "auto" | "bfloat16" | "float16" | "float32" (the drafter's
+    weights, see ``agent.models.resolve_dtype``).  A controller may send ``CONFIGURE`` again
     between requests (a new grid point of an experiment); the agent keeps a
-    drafter already loaded when the spec is unchanged and answers ``READY``.
+    drafter already loaded when spec, device and dtype are unchanged and answers ``READY``.
 ``READY`` (3, agent -> controller)
-    ``info`` map: ``drafter`` name, ``vocab_size``, ``load_s``.
+    ``info`` map: ``drafter`` name, ``vocab_size``, ``load_s``, ``device``
+    and ``dtype`` (where and in which dtype the drafter was loaded).
 ``DRAFT_REQUEST`` (4, controller -> agent)
     ``request_id`` int, ``prompt_id`` str, ``token_ids`` list of int (the
     whole committed sequence: the agent resets its state to it),
@@ -78,12 +82,34 @@ Message types (direction, fields in order):
     agent's link emulator from its next message on.  A controller sends it
     before the verdict it applies to.
 
+``SCORE_REQUEST`` (13, controller -> worker), one per worker per round (SpecFed)
+    ``request_id`` int (the session: a worker keeps one KV cache per
+    request), ``round`` int, ``base`` int (how many tokens of the previous
+    request's sequence to keep; 0 for a new request), ``token_ids`` list of
+    int (the tokens after those ``base``: the sequence is the committed
+    context followed by the γ drafts), ``draft_length`` γ int (the last γ
+    tokens of the sequence are the drafts), ``measure`` bool (also send the
+    dense distributions, measurement traffic).
+``SCORE_PAYLOAD`` (14, worker -> controller), the answer to a score request
+    ``request_id``, ``round``, ``draft_length`` γ, ``top_k`` K,
+    ``index_dtype`` code, ``prob_dtype`` code (as in ``DRAFT_PAYLOAD``),
+    ``topk_indices`` bytes [γ + 1, K] (index dtype; empty for "none"),
+    ``topk_probs`` bytes [γ + 1, K] (prob dtype): the worker's distribution
+    p_m at each draft position and at the bonus position, ``dense_probs``
+    bytes [γ + 1, V] float32 or empty: the full p_m when ``measure`` was
+    asked (measurement traffic, not counted as uplink bytes and not held by
+    an emulated uplink), ``times`` list of 3 ints, worker monotonic ns:
+    request received, forward pass done, sent, ``link`` map as in
+    ``DRAFT_PAYLOAD``.
+
 Decoding validates everything and raises ``ProtocolError`` whose ``code``
 is the counter the receiver increments.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from enum import IntEnum
@@ -92,10 +118,18 @@ from typing import Any, ClassVar
 import msgpack
 import numpy as np
 
-PROTOCOL_VERSION = 3  # 3: LINK messages (bandwidth re-allocation)
+from agent.limits import TYPE_LIMITS, depth_of
+
+PROTOCOL_VERSION = 4  # 3: LINK messages (bandwidth re-allocation); 4: SpecFed SCORE_REQUEST/SCORE_PAYLOAD
 
 #: Tolerance on a top-K row's sum above 1 (float16 rounding of K values).
 PROB_SUM_TOLERANCE = 1e-2
+#: Relative and absolute tolerance between a drafted token's q(x) and its top-K entry
+#: (float16 rounds to 2^-11 relative, 6e-8 absolute below its normal range).
+QX_REL_TOLERANCE = 1e-2
+QX_ABS_TOLERANCE = 1e-6
+#: Agent and telemetry host names: they name files, manifest entries and enrolled keys.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 INDEX_DTYPES = {"uint8": np.dtype("<u1"), "uint16": np.dtype("<u2"), "uint32": np.dtype("<u4")}
 #: Index "dtype" of a dense payload: every probability of the vocabulary, no indices.
@@ -103,6 +137,8 @@ DENSE = "none"
 WIRE_INDEX_DTYPES = (*INDEX_DTYPES, DENSE)
 PAYLOAD_TIMES = 5  # timestamps in a draft payload
 PROB_DTYPES = {"float16": np.dtype("<f2"), "float32": np.dtype("<f4")}
+#: dtypes CONFIGURE may load the drafter in (``agent.models.DTYPES``).
+MODEL_DTYPES = ("auto", "bfloat16", "float16", "float32")
 SAMPLING_MODES = ("full", "top-k")
 
 ERROR_CODES = (
@@ -116,6 +152,13 @@ ERROR_CODES = (
     "unknown_agent",  # a message from an identity that never said hello
     "unexpected",  # a valid message at the wrong time (stale round, no request)
     "internal",  # the receiver failed handling a valid message
+    "too_large",  # a frame, container or string over its message type's limits (agent.limits)
+    "no_mass",  # a top-K row whose probabilities sum to 0: nothing to rebuild q from
+    "inconsistent_q",  # q(x) of a drafted token disagrees with its own top-K entry
+    "mismatch",  # γ, K or a dtype of a payload is not what the controller asked for
+    "duplicate_name",  # HELLO with the name of another live agent
+    "not_enrolled",  # HELLO naming another agent than the enrolled key it connected with
+    "timeout",  # a peer that stopped answering (heartbeat or round deadline)
 )
 
 
@@ -143,6 +186,8 @@ class MsgType(IntEnum):
     TIME_PONG = 10
     TELEMETRY = 11
     LINK = 12
+    SCORE_REQUEST = 13
+    SCORE_PAYLOAD = 14
 
 
 def index_dtype_for(vocab_size: int) -> str:
@@ -178,6 +223,27 @@ def _str(value: Any, name: str) -> str:
     return value
 
 
+def _name(value: Any, what: str) -> str:
+    _check(
+        isinstance(value, str) and NAME_PATTERN.fullmatch(value) is not None,
+        "malformed",
+        f"{what} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+    )
+    return value
+
+
+def _one_of(value: Any, allowed: Any, code: str, what: str) -> str:
+    """``value`` if it is a string among ``allowed``; never hashes a list or map."""
+    _check(isinstance(value, str) and value in allowed, code, f"{what} {value!r:.80} not in {list(allowed)}")
+    return value
+
+
+def _number(value: Any, what: str, lo: float = 0.0) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
+    _check(ok and float(value) >= lo, "malformed", f"{what} must be a finite number >= {lo}")
+    return float(value)
+
+
 def _map(value: Any, name: str) -> dict:
     _check(isinstance(value, dict), "malformed", f"{name} must be a map")
     return value
@@ -195,7 +261,7 @@ def _link(value: Any) -> dict:
     link = _map(value, "link")
     for key, v in link.items():
         _check(key in LINK_STATE_KEYS, "malformed", f"link.{key} is not one of {LINK_STATE_KEYS}")
-        ok = v is None or isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and v >= -1e3
+        ok = v is None or isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= -1e3
         _check(ok, "malformed", f"link.{key} must be a finite number or nil")
     return link
 
@@ -222,7 +288,7 @@ class Hello(Message):
 
     @classmethod
     def from_wire(cls, fields: list, **ctx: Any) -> Hello:
-        return cls(_str(fields[0], "agent"), _map(fields[1], "facts"))
+        return cls(_name(fields[0], "agent"), _map(fields[1], "facts"))
 
 
 @dataclass
@@ -235,9 +301,32 @@ class Configure(Message):
         s = _map(fields[0], "settings")
         for key in ("drafter", "vocab_size", "temperature", "top_k", "sampling", "prob_dtype", "index_dtype"):
             _check(key in s, "malformed", f"settings.{key} missing")
-        _check(s["sampling"] in SAMPLING_MODES, "malformed", f"settings.sampling must be one of {SAMPLING_MODES}")
-        _check(s["prob_dtype"] in PROB_DTYPES, "bad_dtype", f"settings.prob_dtype {s['prob_dtype']!r}")
-        _check(s["index_dtype"] in WIRE_INDEX_DTYPES, "bad_dtype", f"settings.index_dtype {s['index_dtype']!r}")
+        _one_of(s["sampling"], SAMPLING_MODES, "malformed", "settings.sampling")
+        _one_of(s["prob_dtype"], PROB_DTYPES, "bad_dtype", "settings.prob_dtype")
+        _one_of(s["index_dtype"], WIRE_INDEX_DTYPES, "bad_dtype", "settings.index_dtype")
+        _map(s["drafter"], "settings.drafter")
+        _int(s["vocab_size"], "settings.vocab_size", 1, 1 << 32)
+        _int(s["top_k"], "settings.top_k", 1, 1 << 32)
+        _number(s["temperature"], "settings.temperature")
+        if "reconstruction" in s:
+            _str(s["reconstruction"], "settings.reconstruction")
+        if "draft_delay_s" in s:
+            _number(s["draft_delay_s"], "settings.draft_delay_s")
+        if "link" in s:
+            link = _map(s["link"], "settings.link")
+            _int(link.get("seed", 0), "settings.link.seed")
+        if "telemetry" in s:
+            tele = _map(s["telemetry"], "settings.telemetry")
+            _int(tele.get("port"), "settings.telemetry.port", 1, 65535)
+            _number(tele.get("rate_hz", 20.0), "settings.telemetry.rate_hz")
+            _str(tele.get("host_sampler", "psutil"), "settings.telemetry.host_sampler")
+        device = s.get("device", "cpu")
+        _check(
+            isinstance(device, str) and (device == "cpu" or device.startswith("cuda")),
+            "malformed",
+            f"settings.device must be cpu, cuda or cuda:N, got {device!r}",
+        )
+        _one_of(s.get("dtype", "auto"), MODEL_DTYPES, "bad_dtype", "settings.dtype")
         return cls(s)
 
 
@@ -329,11 +418,8 @@ class DraftPayload(Message):
         rnd = _int(fields[1], "round")
         gamma = _int(fields[2], "draft_length", 1, 1024)
         k = _int(fields[3], "top_k", 1, 1 << 20)
-        index_name, prob_name = fields[4], fields[5]
-        _check(
-            index_name in WIRE_INDEX_DTYPES, "bad_dtype", f"index dtype {index_name!r} not in {list(WIRE_INDEX_DTYPES)}"
-        )
-        _check(prob_name in PROB_DTYPES, "bad_dtype", f"prob dtype {prob_name!r} not in {list(PROB_DTYPES)}")
+        index_name = _one_of(fields[4], WIRE_INDEX_DTYPES, "bad_dtype", "index dtype")
+        prob_name = _one_of(fields[5], PROB_DTYPES, "bad_dtype", "prob dtype")
         dense = index_name == DENSE
         # Token ids of a dense payload travel as uint32 (no narrower dtype was negotiated).
         idx_dt, prob_dt = INDEX_DTYPES["uint32" if dense else index_name], PROB_DTYPES[prob_name]
@@ -379,6 +465,8 @@ class DraftPayload(Message):
         row_sums = probs32.sum(axis=1, dtype=np.float64)
         worst = float(row_sums.max())
         _check(worst <= 1 + PROB_SUM_TOLERANCE, "bad_probabilities", f"a top-K row sums to {worst:.4f} > 1")
+        _check(bool((row_sums > 0).all()), "no_mass", "a top-K row has no probability mass (all zeros)")
+        _check_qx(token_ids, draft_probs, topk_indices, probs32, row_sums, dense)
         return cls(
             request_id,
             rnd,
@@ -393,6 +481,43 @@ class DraftPayload(Message):
             _times(fields[10], "times", PAYLOAD_TIMES),
             tv,
             _link(fields[12]),
+        )
+
+
+def _check_qx(
+    token_ids: np.ndarray,
+    draft_probs: np.ndarray,
+    topk_indices: np.ndarray,
+    probs32: np.ndarray,
+    row_sums: np.ndarray,
+    dense: bool,
+) -> None:
+    """q(x) of each drafted token against its own entry v in the row's top K, where it has one.
+
+    Greedy and full sampling send q(x) ≈ v (v is q(x) rounded to the wire
+    dtype); top-K sampling draws from the renormalised row, q(x) = v / row sum.
+    A q(x) outside [v, v / row sum] (with rounding tolerance) is a payload
+    whose acceptance ratio p/q would not be the drafter's.
+    """
+    gamma = len(token_ids)
+    tokens = token_ids.astype(np.int64)
+    if dense:
+        has = tokens < probs32.shape[1]
+        pos = np.where(has, tokens, 0)
+    else:
+        match = topk_indices == tokens[:, None]
+        has, pos = match.any(axis=1), match.argmax(axis=1)
+    v = probs32[np.arange(gamma), pos].astype(np.float64)
+    q = draft_probs.astype(np.float64)
+    lo = v * (1 - QX_REL_TOLERANCE) - QX_ABS_TOLERANCE
+    hi = v / row_sums * (1 + QX_REL_TOLERANCE) + QX_ABS_TOLERANCE
+    bad = has & ((q < lo) | (q > hi))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ProtocolError(
+            "inconsistent_q",
+            f"draft {i}: q(x)={q[i]:.3g} but its top-K entry is {v[i]:.3g} (row sum {row_sums[i]:.3g})",
+            draft=i,
         )
 
 
@@ -477,19 +602,25 @@ class Telemetry(Message):
 
     @classmethod
     def from_wire(cls, fields: list, **ctx: Any) -> Telemetry:
-        host = _str(fields[0], "host")
+        host = _name(fields[0], "host")
         columns, rows = fields[1], fields[2]
         _check(isinstance(columns, list) and columns and columns[0] == "t_ns", "malformed", "columns start with t_ns")
         _check(all(isinstance(c, str) for c in columns), "malformed", "column names must be strings")
         _check(isinstance(rows, list), "malformed", "rows must be a list")
+        width = len(columns)
         for row in rows:
-            _check(isinstance(row, list) and len(row) == len(columns), "bad_shape", "a row differs from the columns")
+            _check(type(row) is list and len(row) == width, "bad_shape", "a row differs from the columns")
             _int(row[0], "t_ns")
-            for v in row[1:]:
-                ok = v is None or isinstance(v, (int, float, str)) and not isinstance(v, bool)
-                _check(ok, "malformed", "telemetry values are numbers, strings or nil")
+            # type(), not isinstance: bool is an int subclass and is refused
+            _check(
+                all(type(v) in _TELEMETRY_SCALARS for v in row),
+                "malformed",
+                "telemetry values are numbers, strings or nil",
+            )
         return cls(host, columns, rows)
 
+
+_TELEMETRY_SCALARS = frozenset((type(None), int, float, str))
 
 LINK_UPDATE_KEYS = ("rate_bps", "bandwidth_hz")
 
@@ -498,7 +629,7 @@ def _link_update(value: Any, name: str) -> dict:
     update = _map(value, name)
     for key, v in update.items():
         _check(key in LINK_UPDATE_KEYS, "malformed", f"{name}.{key} is not one of {LINK_UPDATE_KEYS}")
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and v > 0
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
         _check(ok, "malformed", f"{name}.{key} must be a positive finite number")
     _check(len(update) <= 1, "malformed", f"{name}: rate_bps or bandwidth_hz, not both")
     return update
@@ -515,6 +646,8 @@ class LinkUpdate(Message):
         return cls(_link_update(fields[0], "up"), _link_update(fields[1], "down"))
 
 
+from agent.protocol_specfed import ScorePayload, ScoreRequest  # noqa: E402
+
 MESSAGE_TYPES: dict[MsgType, type[Message]] = {
     cls.TYPE: cls
     for cls in (
@@ -530,6 +663,8 @@ MESSAGE_TYPES: dict[MsgType, type[Message]] = {
         TimePong,
         Telemetry,
         LinkUpdate,
+        ScoreRequest,
+        ScorePayload,
     )
 }
 
@@ -542,22 +677,40 @@ def encode(message: Message) -> bytes:
 def decode(frame: bytes, vocab_size: int | None = None) -> Message:
     """Parse and validate one frame; ``vocab_size`` enables index checks.
 
-    Raises ProtocolError for anything not a well-formed message of this
-    protocol version.
+    Raises ProtocolError, and nothing else, for anything not a well-formed
+    message of this protocol version, whatever the bytes.  The header (a
+    fixarray of at most 15 entries, the version and the type code as
+    positive fixints) is read before anything is unpacked, so that the body
+    is unpacked under its message type's limits (``agent.limits``).
     """
-    try:
-        obj = msgpack.unpackb(frame, raw=False, strict_map_key=True, max_bin_len=1 << 28)
-    except Exception as exc:  # msgpack raises several types for bad input
-        raise ProtocolError("malformed", f"not a msgpack frame ({type(exc).__name__})") from None
-    _check(isinstance(obj, list) and len(obj) >= 2, "malformed", "a frame is an array [version, type, ...fields]")
-    version, code = obj[0], obj[1]
-    _check(version == PROTOCOL_VERSION, "version", f"protocol version {version!r}, expected {PROTOCOL_VERSION}")
-    _check(isinstance(code, int) and code in MsgType._value2member_map_, "unknown_type", f"unknown type {code!r}")
+    _check(isinstance(frame, bytes) and len(frame) >= 3, "malformed", "a frame is an array [version, type, ...fields]")
+    head, version, code = frame[0], frame[1], frame[2]
+    _check(0x92 <= head <= 0x9F, "malformed", "a frame is an array [version, type, ...fields]")
+    _check(version < 0x80, "malformed", "the protocol version must be a small positive integer")
+    _check(version == PROTOCOL_VERSION, "version", f"protocol version byte {version:#04x}, expected {PROTOCOL_VERSION}")
+    _check(code in MsgType._value2member_map_, "unknown_type", f"unknown type {code}")
     cls = MESSAGE_TYPES[MsgType(code)]
-    fields = obj[2:]
     n = len(dataclass_fields(cls))
-    _check(len(fields) == n, "malformed", f"{cls.__name__} has {n} fields, got {len(fields)}")
-    msg = cls.from_wire(fields, vocab_size=vocab_size)
+    _check((head & 0x0F) - 2 == n, "malformed", f"{cls.__name__} has {n} fields, got {(head & 0x0F) - 2}")
+    lim = TYPE_LIMITS[code]
+    if lim.frame_bytes is not None:
+        _check(len(frame) <= lim.frame_bytes, "too_large", f"{cls.__name__} of {len(frame)} bytes > {lim.frame_bytes}")
+    try:
+        obj = msgpack.unpackb(
+            frame,
+            raw=False,
+            strict_map_key=True,
+            max_array_len=lim.array_len,
+            max_map_len=lim.map_len,
+            max_str_len=lim.str_len,
+            max_bin_len=lim.bin_len,
+            max_ext_len=0,
+        )
+    except Exception as exc:  # msgpack raises several types for bad input
+        raise ProtocolError("malformed", f"not a valid {cls.__name__} frame ({type(exc).__name__})") from None
+    _check(isinstance(obj, list) and len(obj) == n + 2, "malformed", "a frame is an array [version, type, ...fields]")
+    _check(depth_of(obj, lim.depth) <= lim.depth, "too_large", f"{cls.__name__} nested deeper than {lim.depth}")
+    msg = cls.from_wire(obj[2:], vocab_size=vocab_size)
     if isinstance(msg, Error):
         _check(msg.code in ERROR_CODES, "malformed", f"unknown error code {msg.code!r}")
     return msg

@@ -19,7 +19,8 @@ import time
 import zmq
 
 from agent.drafter import Draft, Drafter, DraftSettings
-from agent.models import load_model
+from agent.limits import AGENT_FRAME_BYTES
+from agent.models import ModelError, load_model
 from agent.protocol import (
     Bye,
     Configure,
@@ -39,6 +40,7 @@ from agent.protocol import (
     encode,
     zmtp_frame_bytes,
 )
+from agent.security import ClientKeys, KeyError_, apply_client, load_client_keys
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +82,21 @@ class TelemetryPublisher:
     """
 
     def __init__(
-        self, ctx: zmq.Context, endpoint: str, host: str, rate_hz: float, shift_ns: int, host_sampler: str = "psutil"
+        self,
+        ctx: zmq.Context,
+        endpoint: str,
+        host: str,
+        rate_hz: float,
+        shift_ns: int,
+        host_sampler: str = "psutil",
+        keys: ClientKeys | None = None,
     ) -> None:
         from agent.telemetry import TelemetryThread, auto_samplers
 
         self.host, self.shift_ns = host, shift_ns
         self.sock = ctx.socket(zmq.PUB)
         self.sock.setsockopt(zmq.LINGER, 2000)
+        apply_client(self.sock, keys)
         self.sock.connect(endpoint)
         self.samplers = auto_samplers(os.getpid(), host_sampler=host_sampler)
         self.thread = TelemetryThread(self.samplers, host, rate_hz=rate_hz, on_batch=self._publish)
@@ -117,8 +127,10 @@ class Agent:
         device: str = "cpu",
         idle_timeout_s: float = 600.0,
         clock_shift_ns: int = 0,
+        keys: ClientKeys | None = None,
     ) -> None:
         self.name = name
+        self.keys = keys  # CURVE keys (agent.security); None: in the clear (--insecure)
         # Added to every timestamp this agent reports: lets tests give an
         # agent a clock with a known offset from the controller's.
         self.clock_shift_ns = clock_shift_ns
@@ -127,11 +139,13 @@ class Agent:
         self.ctx = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 1000)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, AGENT_FRAME_BYTES)  # a larger frame closes the connection unread
+        apply_client(self.sock, keys)
         self.sock.connect(connect)
         self.connect = connect
         self.drafter: Drafter | None = None
         self.loaded = None  # LoadedModel, kept across CONFIGUREs naming the same spec
-        self.loaded_spec: dict | None = None
+        self.loaded_spec: tuple | None = None  # (spec, device, dtype) of the loaded drafter
         self.vocab_size: int | None = None
         self.request: DraftRequest | None = None
         self.round = 0
@@ -139,6 +153,7 @@ class Agent:
         self.last_verdict_ns = 0
         self.last_rollback_ns = 0
         self.errors_received = 0
+        self.errors_sent = 0  # bad frames from the controller and requests this agent could not serve
         self.telemetry = None  # TelemetryPublisher once configured with an endpoint
         self.uplink = self.downlink = None  # agent.link.Link when the controller asks for emulation
         self.draft_delay_s = 0.0
@@ -167,6 +182,7 @@ class Agent:
                 msg = decode(frame, vocab_size=self.vocab_size)
             except ProtocolError as exc:
                 log.warning("bad frame from the controller: %s", exc)
+                self.errors_sent += 1
                 self.send(Error(exc.code, exc.message, {}))
                 continue
             if isinstance(msg, Bye):
@@ -177,8 +193,18 @@ class Agent:
                 return 0
             try:
                 self.dispatch(msg, recv_ns)
-            except ProtocolError as exc:
-                self.send(Error(exc.code, exc.message, {}))
+            except ModelError as exc:  # the drafter cannot be loaded as configured: nothing to serve
+                log.error("cannot load the drafter: %s", exc)
+                self.send(Error("malformed", f"settings.drafter: {exc}", {}))
+                return 4
+            except Exception as exc:  # a bad request must not end the agent: report it, keep serving
+                code, text = (exc.code, exc.message) if isinstance(exc, ProtocolError) else ("internal", repr(exc))
+                if code == "internal":
+                    log.exception("failed handling %s", type(msg).__name__)
+                self.errors_sent += 1
+                req = getattr(msg, "request_id", None)
+                self.request = None  # whatever it held is failed over by the controller
+                self.send(Error(code, text[:4000], {} if req is None else {"request_id": req}))
 
     def dispatch(self, msg: Message, recv_ns: int) -> None:
         if isinstance(msg, Configure):
@@ -210,9 +236,11 @@ class Agent:
     def configure(self, settings: dict) -> None:
         """Load the drafter (kept when a later CONFIGURE names the same spec) and answer READY."""
         t0 = time.monotonic()
-        if self.loaded is None or self.loaded_spec != settings["drafter"]:
-            self.loaded = load_model(settings["drafter"], self.device)
-            self.loaded_spec = settings["drafter"]
+        device = settings.get("device", self.device)
+        placed = (settings["drafter"], device, settings.get("dtype", "auto"))
+        if self.loaded is None or self.loaded_spec != placed:
+            self.loaded = load_model(settings["drafter"], device, settings.get("dtype"))
+            self.loaded_spec = placed
         loaded = self.loaded
         try:
             draft_settings = DraftSettings(
@@ -225,10 +253,16 @@ class Agent:
             )
         except ValueError as exc:
             raise ProtocolError("malformed", f"settings: {exc}") from None
-        self.drafter = Drafter(loaded.model, draft_settings, self.device)
+        self.drafter = Drafter(loaded.model, draft_settings, loaded.device)
         self.vocab_size = loaded.vocab_size
         self._configure_link(settings.get("link"), settings.get("draft_delay_s", 0.0))
-        info = {"drafter": loaded.name, "vocab_size": loaded.vocab_size, "load_s": time.monotonic() - t0}
+        info = {
+            "drafter": loaded.name,
+            "vocab_size": loaded.vocab_size,
+            "load_s": time.monotonic() - t0,
+            "device": loaded.device,
+            "dtype": loaded.dtype,
+        }
         tele = settings.get("telemetry")
         if tele and self.telemetry is None:
             self.telemetry = TelemetryPublisher(
@@ -238,6 +272,7 @@ class Agent:
                 float(tele.get("rate_hz", 20.0)),
                 self.clock_shift_ns,
                 tele.get("host_sampler", "psutil"),
+                self.keys,
             )
             self.telemetry.start()
             info["telemetry"] = self.telemetry.describe()
@@ -359,12 +394,30 @@ def run(args) -> int:
     logging.basicConfig(
         level=log_level(args, logging.INFO), format=f"%(asctime)s {args.name} %(levelname)s %(message)s"
     )
+    keys = None
+    if args.insecure:
+        print("warning: --insecure: this agent talks to the controller unauthenticated, in the clear", file=sys.stderr)
+    elif not (args.key and args.server_key):
+        print(
+            "error: give --key and --server-key (made by `specbed keys`; see SECURITY.md), or --insecure",
+            file=sys.stderr,
+        )
+        return 2
+    else:
+        try:
+            keys = load_client_keys(args.key, args.server_key)
+        except KeyError_ as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     log.debug("options: %s", {k: v for k, v in vars(args).items() if k != "func"})
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    agent = Agent(args.connect, args.name, args.device, args.idle_timeout, args.clock_shift_ns)
+    cls = Agent
+    if args.role == "worker":
+        from agent.worker import Worker as cls
+    agent = cls(args.connect, args.name, args.device, args.idle_timeout, args.clock_shift_ns, keys)
     try:
         return agent.run()
     finally:

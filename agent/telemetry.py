@@ -37,6 +37,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from agent.physical import MACHINE_ID_PATHS, SERIAL_PATHS, board_serial, machine_id
+
 log = logging.getLogger(__name__)
 
 Reading = dict[str, float | int | None]
@@ -62,6 +64,7 @@ class Sampler(ABC):
     def __init__(self) -> None:
         self.missing_reason: str | None = None
         self.metrics: tuple[str, ...] = ()
+        self.device: str | None = None  # the physical device read (agent.physical), set when opened
 
     def available(self) -> bool:
         return self.missing_reason is None
@@ -78,7 +81,7 @@ class Sampler(ABC):
         """For the manifest: what this sampler reads and from where, or why it is missing."""
         d: dict[str, Any] = {"sampler": self.name, "available": self.available(), "missing_reason": self.missing_reason}
         if self.available():
-            d.update(metrics=list(self.metrics), source=self.sources())
+            d.update(metrics=list(self.metrics), source=self.sources(), device=self.device)
         return d
 
     def close(self) -> None:  # noqa: B027 (most samplers hold nothing to release)
@@ -108,6 +111,7 @@ class PsutilSampler(Sampler):
             return
         self.psutil = psutil
         self.metrics = HOST_METRICS
+        self.device = f"host:{machine_id()}"
         psutil.cpu_percent(interval=None)  # the first call primes the counter
         self.primed_ns = time.monotonic_ns()
 
@@ -153,6 +157,7 @@ class ProcfsSampler(Sampler):
             self.missing_reason = f"/proc not readable ({exc.strerror})"
             return
         self.metrics = HOST_METRICS
+        self.device = f"host:{machine_id()}"
         self.page_bytes = os.sysconf("SC_PAGE_SIZE")
         self.last_cpu: tuple[int, int] | None = None
         self._cpu()  # prime, as psutil.cpu_percent does
@@ -199,8 +204,11 @@ class RaplSampler(Sampler):
 
     name = "rapl"
 
-    def __init__(self, root: str | Path = "/sys/class/powercap") -> None:
+    def __init__(
+        self, root: str | Path = "/sys/class/powercap", machine_id_paths: Iterable[str] = MACHINE_ID_PATHS
+    ) -> None:
         super().__init__()
+        self.device = f"rapl:{machine_id(tuple(machine_id_paths))}"  # every package of this machine
         self.domains: list[tuple[str, int, int]] = []  # (path, fd, max_energy_range_uj)
         problems = []
         for d in sorted(Path(root).glob("intel-rapl:*")):
@@ -277,6 +285,8 @@ class NvmlSampler(Sampler):
         try:
             h = self.handle = pynvml.nvmlDeviceGetHandleByIndex(index)
             self.gpu_name = pynvml.nvmlDeviceGetName(h)
+            uuid = pynvml.nvmlDeviceGetUUID(h)
+            self.device = f"gpu:{uuid.decode() if isinstance(uuid, bytes) else uuid}"
         except pynvml.NVMLError as exc:
             pynvml.nvmlShutdown()
             self.missing_reason = f"no NVIDIA GPU at index {index}: {exc}"
@@ -348,7 +358,10 @@ class JetsonSampler(Sampler):
     JTOP_INTERVAL_S = 0.5
 
     def __init__(
-        self, hwmon_root: str | Path = "/sys/bus/i2c/drivers/ina3221", jtop_factory: Callable[[], Any] | None = None
+        self,
+        hwmon_root: str | Path = "/sys/bus/i2c/drivers/ina3221",
+        jtop_factory: Callable[[], Any] | None = None,
+        serial_paths: Iterable[str] = SERIAL_PATHS,
     ) -> None:
         super().__init__()
         self.rails: list[tuple[str, int, int]] = []  # (label, mV fd, mA fd)
@@ -382,6 +395,8 @@ class JetsonSampler(Sampler):
             self.missing_reason = f"no INA3221 rails under {hwmon_root} and no jtop ({self.jtop_note}): not a Jetson"
             return
         self.metrics = (*[f"power_{label}_w" for label, _, _ in self.rails], "power_total_w", *self._jtop_metrics())
+        jtop_board = getattr(self.jtop, "board", None) if self.jtop is not None else None
+        self.device = f"jetson:{board_serial(tuple(serial_paths), jtop_board)}"
 
     def _open_jtop(self, factory: Callable[[], Any]) -> None:
         try:

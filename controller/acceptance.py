@@ -1,88 +1,65 @@
-"""The acceptance figures users of vLLM and llama.cpp compare by.
+"""Exact expected acceptance per draft position: α_i = Σ_x min(p_i(x), q_i(x)).
 
-Definitions follow vLLM's speculative-decoding metrics (``SpecDecodingStats``
-of the v1 engine): each verification round is one *draft* of ``γ`` tokens of
-which the first ``accepted`` are accepted (acceptance is a prefix).
+Speculative sampling accepts draft i with probability min(1, p(x)/q(x)) for
+x ~ q, so its expected acceptance is Σ_x min(p(x), q(x)) (Leviathan et al.
+2023, section 3.4).  Recording α_i beside the accept/reject coin flip turns
+a Bernoulli outcome into its expectation: the same quantity with far less
+variance.  Where the verifier holds the dense q the drafter sampled (a dense
+payload, or a top-K payload sampled top-K, whose renormalised wire values are
+exactly the sampled distribution), α_i is measured on the round itself.
 
-* ``num_drafts``: rounds;
-* ``num_draft_tokens``: Σ γ;
-* ``num_accepted_tokens``: Σ accepted;
-* ``num_accepted_tokens_per_pos[i]``: rounds that accepted the draft at position ``i`` (0-based),
-  i.e. rounds with ``accepted > i``;
-* mean acceptance length = 1 + num_accepted_tokens / num_drafts (tokens per round counting the
-  target's own token; at the end of a prompt fewer may be emitted);
-* acceptance rate at position ``i`` = num_accepted_tokens_per_pos[i] / num_drafts.
-
-With an adaptive γ a round with γ <= i cannot accept position i; like vLLM, the
-rate still divides by every draft, and ``drafts_per_pos`` gives the rounds that
-drafted position i for the conditional rate.
+On a dense round the same positions also give, for every K, the expected
+acceptance had the drafter sampled its top K as sent on the wire
+(``sampling: top-k``, the TK-SLT scheme): the paired comparison of top-K
+against the dense baseline on identical positions.  With ``sampling: full``
+the payload carries the exact q(x), so the expected acceptance is the dense
+one for every K.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+import torch
+
+from agent.drafter import TORCH_PROB_DTYPES
+
+#: K values at which a dense round records the top-K counterfactual.
+COUNTERFACTUAL_KS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 1024)
 
 
-class AcceptanceCounts:
-    """Running counts over rounds; ``add`` one round at a time."""
+def expected_acceptance(p: torch.Tensor, q: torch.Tensor) -> list[float]:
+    """[γ] Σ_x min(p, q) per row; ``p`` [≥γ, V] target, ``q`` [γ, V] the distribution drafts were drawn from."""
+    gamma = q.shape[0]
+    return torch.minimum(p[:gamma].double(), q.double()).sum(dim=-1).tolist()
 
-    def __init__(self) -> None:
-        self.num_drafts = 0
-        self.num_draft_tokens = 0
-        self.num_accepted_tokens = 0
-        self.accepted_per_pos: list[int] = []
-        self.drafts_per_pos: list[int] = []
 
-    def add(self, draft_length: int, accepted: int) -> None:
-        self.num_drafts += 1
-        self.num_draft_tokens += draft_length
-        self.num_accepted_tokens += accepted
-        grow = draft_length - len(self.drafts_per_pos)
-        if grow > 0:
-            self.accepted_per_pos += [0] * grow
-            self.drafts_per_pos += [0] * grow
-        for i in range(draft_length):
-            self.drafts_per_pos[i] += 1
-        for i in range(accepted):
-            self.accepted_per_pos[i] += 1
+def topk_expected_acceptance(
+    p: torch.Tensor,  # [≥γ, V] target probabilities
+    q: torch.Tensor,  # [γ, V] the drafter's dense distribution
+    prob_dtype: str = "float16",
+    ks: tuple[int, ...] = COUNTERFACTUAL_KS,
+) -> dict[str, list[float]]:
+    """{K: [γ] expected acceptance when drafting from top-K of q, rounded to ``prob_dtype`` and renormalised}."""
+    gamma, vocab = q.shape
+    p = p[:gamma].double()
+    kmax = min(max(ks), vocab)
+    values, indices = torch.topk(q.float(), kmax, dim=-1)  # sorted, descending
+    wire = values.to(TORCH_PROB_DTYPES[prob_dtype]).double()
+    p_top = torch.gather(p, 1, indices)
+    out = {}
+    for k in ks:
+        k = min(k, vocab)
+        qk = wire[:, :k] / wire[:, :k].sum(dim=-1, keepdim=True)
+        out[str(k)] = torch.minimum(p_top[:, :k], qk).sum(dim=-1).tolist()
+    return out
 
-    @property
-    def mean_acceptance_length(self) -> float | None:
-        return 1 + self.num_accepted_tokens / self.num_drafts if self.num_drafts else None
 
-    @property
-    def acceptance_rate_per_position(self) -> list[float]:
-        return [a / self.num_drafts for a in self.accepted_per_pos] if self.num_drafts else []
-
-    def figures(self) -> dict[str, Any]:
-        """The summary's fields."""
+def round_expectations(p: torch.Tensor, q: torch.Tensor, dense: bool, sampling: str) -> dict:
+    """The RoundRecord fields for one sampled round; empty when q is only a reconstruction."""
+    if dense:
         return {
-            "num_drafts": self.num_drafts,
-            "num_draft_tokens": self.num_draft_tokens,
-            "num_accepted_tokens": self.num_accepted_tokens,
-            "num_accepted_tokens_per_pos": list(self.accepted_per_pos),
-            "num_drafts_per_pos": list(self.drafts_per_pos),
-            "mean_acceptance_length": self.mean_acceptance_length,
-            "acceptance_rate_per_position": self.acceptance_rate_per_position,
+            "expected_acceptance": expected_acceptance(p, q),
+            "expected_acceptance_topk": topk_expected_acceptance(p, q),
         }
-
-
-def acceptance_figures(rounds: Iterable[Any]) -> dict[str, Any]:
-    """``AcceptanceCounts.figures`` over round records (``RoundRecord`` or rows of rounds.jsonl)."""
-    counts = AcceptanceCounts()
-    for r in rounds:
-        if isinstance(r, dict):
-            counts.add(int(r["draft_length"]), int(r["accepted"]))
-        else:
-            counts.add(int(r.draft_length), int(r.accepted))
-    return counts.figures()
-
-
-def acceptance_columns(rounds: Iterable[Any]) -> dict[str, Any]:
-    """summary.csv's columns: mean acceptance length and the per-position rates as one cell ("0.81 0.62 ...")."""
-    fig = acceptance_figures(rounds)
-    return {
-        "mean_acceptance_length": fig["mean_acceptance_length"],
-        "acceptance_rate_per_position": " ".join(f"{a:.3f}" for a in fig["acceptance_rate_per_position"]),
-    }
+    if sampling == "top-k":
+        return {"expected_acceptance": expected_acceptance(p, q)}
+    return {}

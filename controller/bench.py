@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 
+from agent.random_models import RANDOM_CONFIGS, random_model
 from agent.telemetry import TelemetryThread, auto_samplers
 
 
@@ -55,32 +56,7 @@ def bench_telemetry(rate_hz: float = 20.0, duration_s: float = 10.0, host_sample
 #: "paper": Llama-3.1-8B (target) and Llama-3.2-1B (drafter), randomly initialised;
 #: "tiny": the same code path on a CPU in seconds.
 VERIFY_CONFIGS: dict[str, dict[str, dict]] = {
-    "paper": {
-        "target": {
-            "hidden_size": 4096,
-            "intermediate_size": 14336,
-            "num_hidden_layers": 32,
-            "num_attention_heads": 32,
-            "num_key_value_heads": 8,
-            "head_dim": 128,
-            "vocab_size": 128256,
-            "rope_theta": 500000.0,
-            "max_position_embeddings": 8192,
-            "tie_word_embeddings": False,
-        },
-        "drafter": {
-            "hidden_size": 2048,
-            "intermediate_size": 8192,
-            "num_hidden_layers": 16,
-            "num_attention_heads": 32,
-            "num_key_value_heads": 8,
-            "head_dim": 64,
-            "vocab_size": 128256,
-            "rope_theta": 500000.0,
-            "max_position_embeddings": 8192,
-            "tie_word_embeddings": True,
-        },
-    },
+    "paper": {"target": RANDOM_CONFIGS["Llama-3.1-8B"][1], "drafter": RANDOM_CONFIGS["Llama-3.2-1B"][1]},
     "tiny": {
         "target": {
             "hidden_size": 64,
@@ -103,27 +79,6 @@ VERIFY_CONFIGS: dict[str, dict[str, dict]] = {
         },
     },
 }
-
-
-def random_llama(shape: dict, device: str, dtype, seed: int = 0):
-    """A randomly initialised ``LlamaForCausalLM`` built in place on ``device`` in ``dtype``.
-
-    Parameters are allocated on the device in the wanted dtype from the
-    start (no float32 copy on the host), so an 8B model takes seconds.
-    """
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(**shape, bos_token_id=0, eos_token_id=1)
-    old = torch.get_default_dtype()
-    torch.manual_seed(seed)
-    try:
-        torch.set_default_dtype(dtype)
-        with torch.device(device):
-            model = LlamaForCausalLM(config)
-    finally:
-        torch.set_default_dtype(old)
-    return model.eval()
 
 
 def measure_bandwidth(device: str, nbytes: int = 4 << 30, iters: int = 10) -> float:
@@ -305,6 +260,7 @@ def bench_verify(
     seed: int = 0,
     bandwidth_bytes: int | None = None,
     progress=None,
+    models: tuple | None = None,
 ) -> dict:
     """Batched against one-by-one verification of N agents' drafts on one target.
 
@@ -336,7 +292,9 @@ def bench_verify(
     On CUDA one further round per N is run under the profiler for the GPU's
     busy time (``gpu_kernel_ms``: kernels and copies, not idle gaps).
     ``floor_ms`` is the target's weight bytes over the measured memory
-    bandwidth: the least time any one target pass can take.
+    bandwidth: the least time any one target pass can take.  ``models``
+    (target, drafter) reuses models already built from ``config``'s shapes.
+    This is the eager path; ``controller.bench_core`` measures the static one.
     """
     import torch
 
@@ -348,8 +306,10 @@ def bench_verify(
     say = progress or (lambda _msg: None)
 
     t0 = time.perf_counter()
-    target = random_llama(shapes["target"], device, dtype, seed)
-    drafter = random_llama(shapes["drafter"], device, dtype, seed + 1)
+    target, drafter = models or (
+        random_model(shapes["target"], device, dtype, seed),
+        random_model(shapes["drafter"], device, dtype, seed + 1),
+    )
     _sync(device)
     say(f"models built in {time.perf_counter() - t0:.1f} s")
     weight_bytes = sum(p.nbytes for p in target.parameters())

@@ -6,16 +6,25 @@ receipt T2 and reply T3 (its clock); the controller stamps receipt T4.
     offset θ = ((T2 - T1) + (T3 - T4)) / 2     agent clock minus controller clock
     delay  δ = (T4 - T1) - (T3 - T2)            round trip minus the agent's hold time
 
-If the two one-way delays differ, θ is off by at most δ / 2, so the samples
-with the smallest δ are kept.  Bursts at session start and between prompts
-give several points in time; with two or more, a line θ(t) = θ0 + drift·t
-is fitted through each burst's best sample, so a 20 ppm drift (12 ms in ten
-minutes) does not leak into long runs.
+If the two one-way delays differ, θ is off by at most δ / 2 whatever the
+asymmetry, so estimates come from the samples with the smallest δ: on a
+loaded host a ping that waited for the CPU has a large δ and is filtered
+out.  Bursts at session start and between prompts give several points in
+time.  Offset: the lowest-delay sample over the whole window of samples,
+with its δ / 2 as a hard error bound.  Drift: a line θ(t) = θ0 + drift·t
+through each burst's best sample, fitted only when those points span at
+least ``MIN_DRIFT_SPAN_NS`` (a minute) and only from bursts whose best delay
+is close to the window's best; over shorter spans, sub-millisecond noise in
+θ would be read as hundreds of ppm and extrapolated (a 20 ppm drift moves
+θ by 1.2 ms per minute, below that noise over a few seconds).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+MIN_DRIFT_SPAN_NS = 60_000_000_000  # drift is fitted only over a minute or more of bursts
+FILTER_SLACK_NS = 200_000  # a burst's best delay within 2x the window's best + 0.2 ms is used for drift
 
 
 @dataclass(frozen=True)
@@ -50,25 +59,29 @@ class ClockEstimator:
         return sum(len(b) for b in self.bursts)
 
     def fit(self) -> tuple[float, float, int]:
-        """(offset at t=0 in ns, drift in ns per ns, uncertainty in ns).
+        """(offset at t=0 in ns, drift in ns per ns, error bound in ns).
 
-        Drift is fitted only when the best points span at least one second.
-        Uncertainty is half the largest delay among the points used.
+        The bound is δ / 2 of the sample the offset comes from (plus the
+        largest residual of the drift line when a drift is fitted).
         """
         points = self.best_points()
         if not points:
             raise ValueError("no clock samples")
-        uncertainty = max(p.delay_ns for p in points) // 2
-        span = points[-1].t_ctrl_ns - points[0].t_ctrl_ns
-        if len(points) < 2 or span < 1_000_000_000:
-            best = min(points, key=lambda s: s.delay_ns)
+        best = min(points, key=lambda s: s.delay_ns)
+        # bursts whose best ping also waited (a loaded host) say little about the line
+        limit = 2 * best.delay_ns + FILTER_SLACK_NS
+        good = [p for p in points if p.delay_ns <= limit]
+        span = good[-1].t_ctrl_ns - good[0].t_ctrl_ns
+        if len(good) < 3 or span < MIN_DRIFT_SPAN_NS:
             return best.offset_ns, 0.0, best.delay_ns // 2
-        n = len(points)
-        mt = sum(p.t_ctrl_ns for p in points) / n
-        mo = sum(p.offset_ns for p in points) / n
-        var = sum((p.t_ctrl_ns - mt) ** 2 for p in points)
-        drift = sum((p.t_ctrl_ns - mt) * (p.offset_ns - mo) for p in points) / var
-        return mo - drift * mt, drift, uncertainty
+        n = len(good)
+        mt = sum(p.t_ctrl_ns for p in good) / n
+        mo = sum(p.offset_ns for p in good) / n
+        var = sum((p.t_ctrl_ns - mt) ** 2 for p in good)
+        drift = sum((p.t_ctrl_ns - mt) * (p.offset_ns - mo) for p in good) / var
+        offset0 = mo - drift * mt
+        residual = max(abs(p.offset_ns - offset0 - drift * p.t_ctrl_ns) for p in good)
+        return offset0, drift, int(max(p.delay_ns for p in good) // 2 + residual)
 
     def offset_at(self, t_ctrl_ns: int) -> float:
         offset0, drift, _ = self.fit()
@@ -85,15 +98,17 @@ class ClockEstimator:
     def describe(self) -> dict:
         """For the manifest: offset and its uncertainty in ns, drift in ppm, sample counts."""
         if not self.samples:
-            return {"offset_ns": None, "uncertainty_ns": None, "drift_ppm": None, "samples": 0}
+            return {"offset_ns": None, "uncertainty_ns": None, "error_bound_ns": None, "drift_ppm": None, "samples": 0}
         offset0, drift, unc = self.fit()
         latest = self.best_points()[-1].t_ctrl_ns
         return {
             "offset_ns": round(offset0 + drift * latest),
             "uncertainty_ns": int(unc),
+            "error_bound_ns": int(unc),
             "drift_ppm": drift * 1e6,
             "samples": self.samples,
             "bursts": len(self.bursts),
             "best_delay_ns": min(p.delay_ns for p in self.best_points()),
-            "method": "NTP four timestamps over the agent's ZeroMQ link; lowest-delay sample per burst",
+            "method": "NTP four timestamps over the agent's ZeroMQ link; lowest-delay sample of the window, "
+            "drift only over >= 60 s of low-delay bursts",
         }

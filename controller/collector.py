@@ -19,7 +19,9 @@ from pathlib import Path
 
 import zmq
 
+from agent.limits import TELEMETRY_FRAME_BYTES
 from agent.protocol import ProtocolError, Telemetry, decode
+from controller.keys import Enrolment
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +34,24 @@ ROW_LISTENERS: list = []
 class TelemetryCollector:
     """Receives and writes telemetry in a background thread."""
 
-    def __init__(self, out_dir: Path, endpoint: str = "tcp://127.0.0.1:*", subdir: str = "telemetry") -> None:
+    def __init__(
+        self,
+        out_dir: Path,
+        endpoint: str = "tcp://127.0.0.1:*",
+        subdir: str = "telemetry",
+        enrolment: Enrolment | None = None,
+    ) -> None:
         self.dir = Path(out_dir) / subdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.ctx = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.SUB)
         self.sock.setsockopt(zmq.SUBSCRIBE, b"")
         self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, TELEMETRY_FRAME_BYTES)
+        # with CURVE, only enrolled agents publish, each under its own name only
+        self.secure = enrolment is not None and enrolment.secure
+        if enrolment is not None:
+            enrolment.serve(self.sock)
         self.sock.bind(endpoint)
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self.rows: Counter[str] = Counter()
@@ -75,23 +88,27 @@ class TelemetryCollector:
         for listener in list(ROW_LISTENERS):
             listener(host, columns, rows)
 
-    def _handle(self, frame: bytes) -> None:
+    def _handle(self, frame: zmq.Frame) -> None:
         try:
-            msg = decode(frame)
+            msg = decode(frame.bytes)
             if not isinstance(msg, Telemetry):
                 raise ProtocolError("unexpected", f"{type(msg).__name__} on the telemetry socket")
+            if self.secure and msg.host != (enrolled := frame.get("User-Id")):
+                raise ProtocolError("not_enrolled", f"telemetry for {msg.host!r} from the key of {enrolled!r}")
+            self.write(msg.host, msg.columns, msg.rows)
         except ProtocolError as exc:
             self.errors[exc.code] += 1
             log.warning("bad telemetry frame: %s", exc)
-            return
-        self.write(msg.host, msg.columns, msg.rows)
+        except Exception:  # the collector outlives any frame
+            self.errors["internal"] += 1
+            log.exception("failed writing a telemetry frame")
 
     def _run(self) -> None:
         poller = zmq.Poller()
         poller.register(self.sock, zmq.POLLIN)
         while not self._stop.is_set():
             if poller.poll(100):
-                self._handle(self.sock.recv())
+                self._handle(self.sock.recv(copy=False))
 
     def stop(self, quiet_s: float = 0.5, max_s: float = 5.0) -> None:
         """Stop the thread, write what is still arriving, close the files.
@@ -105,7 +122,7 @@ class TelemetryCollector:
             self._thread.join(5)
         deadline = time.monotonic() + max_s
         while time.monotonic() < deadline and self.sock.poll(int(quiet_s * 1000)):
-            self._handle(self.sock.recv())
+            self._handle(self.sock.recv(copy=False))
         with self._lock:
             for fh, _, _ in self._files.values():
                 fh.close()

@@ -46,8 +46,14 @@ import torch
 from agent.drafter import Drafter, DraftSettings
 from agent.lm import CachedLM, probs_from_logits
 from agent.models import LoadedModel, load_model, prepare_model
+from controller import hostload
+from controller.acceptance import round_expectations
+from controller.keys import enrolment_for
+from controller.liveness import Liveness
 from controller.local import reap_dead_agents, say_bye_and_wait
-from controller.profiles import Experiment, Generation, load_experiment
+from controller.placement import agent_settings, role_dtype
+from controller.profiles import Experiment, Generation, check_token_ids, load_experiment
+from controller.records import discard_abandoned
 from controller.results import RoundRecord, git_commit, host_facts, read_jsonl, versions, write_json_atomic
 from controller.server import Controller, Job, eos_token_ids, job_seed
 from controller.verify import greedy_verify, speculative_verify
@@ -224,6 +230,8 @@ def run_experiment(
     on_progress: Callable[[Progress], None] | None = None,
     target: LoadedModel | None = None,
     stop_after_points: int | None = None,
+    keys_dir: str | Path | None = None,
+    insecure: bool = False,
 ) -> Path:
     """Run (or, with ``resume``, finish) an experiment in ``out_dir``; returns the folder.
 
@@ -245,6 +253,7 @@ def run_experiment(
     done = {(o["point"], o["prompt_id"]) for o in outputs}
     rounds, bad_rounds = read_jsonl(out_dir / "rounds.jsonl")
     kept = [r for r in rounds if (r.get("point"), r.get("prompt_id")) in done]
+    kept, _ = discard_abandoned(out_dir, kept, outputs)  # a finished prompt's earlier, abandoned attempts
     if bad_outputs or bad_rounds or len(kept) != len(rounds):
         _rewrite_jsonl(out_dir / "rounds.jsonl", kept)
     if bad_outputs:
@@ -259,6 +268,7 @@ def run_experiment(
         "git": git_commit(),
         "kind": "remote" if bind else "local",
     }
+    load_start = hostload.snapshot()
     manifest["segments"].append(seg)
     write_json_atomic(out_dir / "manifest.json", manifest)
 
@@ -268,10 +278,17 @@ def run_experiment(
     try:
         if todo:
             _Segment(experiment, out_dir, grid, todo, done, seg, manifest, target, on_progress).run(
-                bind, telemetry_port, wait_agents_s, agent_threads
+                bind, telemetry_port, wait_agents_s, agent_threads, keys_dir, insecure
             )
     finally:
+        # prompts redone after their agent was lost: only the attempt that finished counts
+        rounds, _ = read_jsonl(out_dir / "rounds.jsonl")
+        kept, seg["abandoned_rounds"] = discard_abandoned(out_dir, rounds, read_jsonl(out_dir / "outputs.jsonl")[0])
+        if seg["abandoned_rounds"]:
+            _rewrite_jsonl(out_dir / "rounds.jsonl", kept)
+            seg["discarded_rounds"] += seg["abandoned_rounds"]
         seg["finished_unix_s"] = time.time()
+        seg["host_load"] = hostload.over_segment(load_start, hostload.snapshot())
         write_json_atomic(out_dir / "manifest.json", manifest)
     from controller.analysis import write_summary_and_report
 
@@ -358,23 +375,37 @@ class _Segment:
             progress = Progress(index, len(self.grid), point, prompts_done, prompts, self.tokens, rate, status, **event)
             self.on_progress(progress)
 
-    def run(self, bind, telemetry_port, wait_agents_s, agent_threads) -> None:
+    def run(self, bind, telemetry_port, wait_agents_s, agent_threads, keys_dir=None, insecure=False) -> None:
         from controller.collector import TelemetryCollector
         from controller.local import ControllerTelemetry, prompt_token_ids
 
         x = self.x
         self._tell(None, 0, 0, "loading models")
         prepare_model(x.models.drafter)
-        target = self.target or load_model(x.models.target, self.device)
+        target = self.target or load_model(x.models.target, self.device, role_dtype(x, "target"))
         self.target = target
         self.ids = {p.id: prompt_token_ids(p, target.tokenizer) for p in x.prompts}
         self.eos = eos_token_ids(target)
-        self.seg["target"] = {"name": target.name, "vocab_size": target.vocab_size, "device": self.device}
+        self.seg["target"] = {
+            "name": target.name,
+            "vocab_size": target.vocab_size,
+            "device": target.device,
+            "dtype": target.dtype,
+        }
+        check_token_ids(x.prompts, target.vocab_size)  # before any agent starts
         distributed = [p for p in self.todo if p.scheme in DISTRIBUTED]
+        n_local = max((p.agents for p in distributed), default=0)
+        self.enrolment = enrolment = enrolment_for(
+            keys_dir, insecure, bool(bind), [f"agent-{i}" for i in range(n_local)]
+        )
+        self.seg["security"] = enrolment.describe()
+        self.seg["liveness"] = (x.liveness or Liveness()).to_dict()
         rate = x.telemetry_rate_hz
         host = bind.rsplit(":", 1)[0] if bind else "tcp://127.0.0.1"
         seg_dir = Path("telemetry") / f"segment-{self.seg['segment']}"
-        collector = TelemetryCollector(self.dir, endpoint=f"{host}:{telemetry_port or '*'}", subdir=str(seg_dir))
+        collector = TelemetryCollector(
+            self.dir, endpoint=f"{host}:{telemetry_port or '*'}", subdir=str(seg_dir), enrolment=enrolment
+        )
         self.seg["telemetry_dir"] = str(seg_dir)
         collector.start()
         own = ControllerTelemetry(collector, rate, x.telemetry_host_sampler)
@@ -395,6 +426,10 @@ class _Segment:
                     endpoint=bind or "tcp://127.0.0.1:*",
                     device=self.device,
                     links=x.links,
+                    agent_model=agent_settings(x),
+                    enrolment=enrolment,
+                    liveness=x.liveness,
+                    gamma_max=max(p.generation.gamma_max for p in distributed),
                     telemetry={
                         "port": int(collector.endpoint.rsplit(":", 1)[1]),
                         "rate_hz": rate,
@@ -426,6 +461,8 @@ class _Segment:
                 controller.close()
             own.stop()
             collector.stop()
+            self.seg["security"] = enrolment.describe()
+            enrolment.close()
             self.seg["telemetry"].update({"rows": dict(collector.rows), "errors": dict(collector.errors)})
             self.rounds.close()
             self.outputs.close()
@@ -438,6 +475,7 @@ class _Segment:
         for i in range(n):
             name = f"agent-{i}"
             cmd = [sys.executable, "-m", "agent", "--connect", endpoint, "--name", name, "--device", device]
+            cmd += self.enrolment.agent_args(name)
             if threads:
                 cmd += ["--threads", str(threads)]
             log_path = self.dir / "logs" / f"segment-{self.seg['segment']}" / f"{name}.log"
@@ -467,6 +505,7 @@ class _Segment:
                 "prompt_id": job.prompt_id,
                 "task": prompt.task,
                 "seed": job.seed,
+                "request_id": job.request_id if job.request_id >= 0 else None,
                 "segment": self.seg["segment"],
                 "agent": self.job_agent.get(job.prompt_id),
                 "prompt_token_ids": job.prompt_token_ids,
@@ -548,7 +587,9 @@ class _Segment:
 
     def _drafter_model(self) -> torch.nn.Module:
         if getattr(self, "_drafter", None) is None:
-            self._drafter = load_model(self.x.models.drafter, self.device).model
+            loaded = load_model(self.x.models.drafter, self.device, role_dtype(self.x, "drafter"))
+            self.seg["colocated_drafter"] = {"name": loaded.name, "device": loaded.device, "dtype": loaded.dtype}
+            self._drafter = loaded.model
         return self._drafter
 
     def _target_only(self, point: GridPoint, job: Job) -> None:
@@ -616,6 +657,7 @@ class _Segment:
                 q = torch.from_numpy(draft.topk_probs.astype("float32"))  # dense: [γ, V]
                 n, nxt = speculative_verify(drafts, q, p, gen, draft_token_probs=torch.from_numpy(draft.draft_probs))
             t3 = time.monotonic_ns()
+            expected = round_expectations(p, q, True, "full") if g.temperature > 0 else {}
             drafter.accept(drafts[:n].tolist(), nxt)
             new, finished = job.extend(drafts[:n].tolist() + [nxt], self.eos)
             self._on_round(
@@ -632,6 +674,7 @@ class _Segment:
                     "tail_mass": 0.0,
                     "tv_distance": None,
                     "phases": {"drafting": [t0, t1], "target_forward": [t1, t2], "verification": [t2, t3]},
+                    **expected,
                 }
             )
             rnd += 1

@@ -15,7 +15,7 @@ from collections import deque
 from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any, Protocol
 
-from controller.acceptance import AcceptanceCounts
+from controller.acceptance_metrics import AcceptanceCounts
 
 log = logging.getLogger(__name__)
 

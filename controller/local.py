@@ -7,16 +7,21 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from agent.models import LoadedModel, load_model, prepare_model
 from controller.collector import TelemetryCollector
 from controller.energy import host_summary, read_series
-from controller.profiles import Experiment, Prompt
+from controller.keys import enrolment_for
+from controller.liveness import Liveness
+from controller.placement import agent_settings, controller_device, role_dtype
+from controller.profiles import Experiment, Prompt, check_token_ids
+from controller.records import append_jsonl, check_out_dir, die_with_parent, rewrite_jsonl, split_abandoned
 from controller.results import RoundRecord, RunWriter, git_commit, host_facts, summarise, versions
 from controller.server import Controller, Job, job_seed
+from controller.shared_energy import attribute_shared, run_energy
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +64,9 @@ def spawn_agent(
         cmd += ["--threads", str(threads)]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     fh = open(log_path, "ab")
-    return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    return subprocess.Popen(
+        cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent()
+    )
 
 
 class AgentsMissing(RuntimeError):
@@ -80,6 +87,8 @@ def run_local(
     telemetry_port: int | None = None,
     wait_agents_s: float = 600.0,
     on_status: Callable[[str], None] | None = None,
+    keys_dir: str | Path | None = None,
+    insecure: bool = False,
 ) -> LocalRun:
     """Generate for every prompt of ``experiment`` with agent subprocesses.
 
@@ -92,15 +101,26 @@ def run_local(
     seconds, and their telemetry comes to ``telemetry_port`` on the same
     address (default: a free port, which agents learn from CONFIGURE).
     ``on_status`` is told what the run waits for.  Writes the run folder and
-    returns its summary.
+    returns its summary.  ``out_dir`` must be new or empty (``OutDirNotEmpty``).
+
+    Security (SECURITY.md): the controller accepts only the agents enrolled
+    under ``keys_dir`` (``specbed keys``); local agents get throwaway keys
+    when none are given; a remote run needs ``keys_dir`` or ``insecure``.
     """
+    check_out_dir(out_dir)
     n_agents = agents or experiment.agents
+    if experiment.agent_device and experiment.agent_device.threads:
+        agent_threads = experiment.agent_device.threads
     gen = experiment.generation
     pair = experiment.models
     prepare_model(pair.drafter)  # convert once here, not in N agents at once
-    target = target or load_model(pair.target)
-    writer = RunWriter(out_dir)
+    device = controller_device(experiment)
+    target = target or load_model(pair.target, device, role_dtype(experiment, "target"))
+    check_token_ids(experiment.prompts, target.vocab_size)  # before anything starts
     remote = bind is not None
+    names = [f"agent-{i}" for i in range(n_agents)]
+    enrolment = enrolment_for(keys_dir, insecure, remote, names)
+    writer = RunWriter(out_dir)
     manifest: dict[str, Any] = {
         "kind": "remote" if remote else "local",
         "profile": experiment.to_dict(),
@@ -108,8 +128,15 @@ def run_local(
         "versions": versions(),
         "git": git_commit(),
         "controller": host_facts(),
-        "target": {"name": target.name, "vocab_size": target.vocab_size},
+        "target": {
+            "name": target.name,
+            "vocab_size": target.vocab_size,
+            "device": target.device,
+            "dtype": target.dtype,
+        },
         "started_unix_s": time.time(),
+        "security": enrolment.describe(),
+        "liveness": (experiment.liveness or Liveness()).to_dict(),
     }
     writer.write_json("manifest.json", manifest)
 
@@ -137,7 +164,7 @@ def run_local(
 
     rate = experiment.telemetry_rate_hz
     host = bind.rsplit(":", 1)[0] if remote else "tcp://127.0.0.1"
-    collector = TelemetryCollector(out_dir, endpoint=f"{host}:{telemetry_port or '*'}")
+    collector = TelemetryCollector(out_dir, endpoint=f"{host}:{telemetry_port or '*'}", enrolment=enrolment)
     collector.start()
     controller = Controller(
         target,
@@ -153,7 +180,11 @@ def run_local(
             "host_sampler": experiment.telemetry_host_sampler,
         },
         endpoint=bind or "tcp://127.0.0.1:*",
+        device=target.device,
         min_agents=n_agents,
+        agent_model=agent_settings(experiment),
+        enrolment=enrolment,
+        liveness=experiment.liveness,
     )
     own = ControllerTelemetry(collector, rate, experiment.telemetry_host_sampler)
     own.start()
@@ -164,9 +195,13 @@ def run_local(
         if remote
         else {
             name: spawn_agent(
-                controller.endpoint, name, out_dir / "logs" / f"{name}.log", agent_threads, (agent_args or {}).get(name)
+                controller.endpoint,
+                name,
+                out_dir / "logs" / f"{name}.log",
+                agent_threads,
+                enrolment.agent_args(name) + (agent_args or {}).get(name, []),
             )
-            for name in (f"agent-{i}" for i in range(n_agents))
+            for name in names
         }
     )
 
@@ -200,16 +235,29 @@ def run_local(
         controller.close()
         own.stop()
         collector.stop()
+        manifest["security"] = enrolment.describe()
+        enrolment.close()
         writer.close(prompt_order=[j.prompt_id for j in jobs])
+        # a lost agent's prompt ran again from the start: its first attempt's rounds are not this run's
+        rounds, discarded = split_abandoned(rounds, {j.prompt_id: j.request_id for j in jobs}, lambda r: r.prompt_id)
+        if discarded:
+            rewrite_jsonl(out_dir / "rounds.jsonl", [asdict(r) for r in rounds])
+            append_jsonl(out_dir / "discarded_rounds.jsonl", [asdict(r) for r in discarded])
         summary = summarise(
             rounds, target.vocab_size, controller.generation_wall_s(), controller.errors, controller.agent_summaries()
         )
+        summary["discarded_rounds"] = len(discarded)
         summary["total_wall_s"] = total_s  # including agent start-up and drafter loading
         summary["prompts"] = len(outputs)
         summary["prompts_requested"] = len(jobs)
+        summary["prompts_failed"] = list(controller.failed_prompts)
         summary["agent_exit_codes"] = {name: p.returncode for name, p in procs.items()}
         window = (controller.first_request_ns or 0, controller.last_output_ns or 0)
-        summary["hosts"] = host_summaries(out_dir, rounds, controller, window, summary["tokens_generated"], rate)
+        describes = {"controller": own.describe()}
+        describes |= {name: s["drafter"].get("telemetry") for name, s in summary["agents"].items()}
+        tokens = summary["tokens_generated"]
+        summary["hosts"] = host_summaries(out_dir, rounds, controller, window, tokens, rate, describes)
+        summary["energy"] = run_energy(summary["hosts"], tokens)  # every physical device once
         summary["telemetry"] = {"rate_hz": rate, "rows": dict(collector.rows), "errors": dict(collector.errors)}
         writer.write_json("summary.json", summary)
         manifest["agents"] = {name: s["facts"] for name, s in summary["agents"].items()}
@@ -281,19 +329,30 @@ class ControllerTelemetry:
 
 
 def host_summaries(
-    out_dir: Path, rounds: list[RoundRecord], controller: Controller, window: tuple[int, int], tokens: int, rate: float
+    out_dir: Path,
+    rounds: list[RoundRecord],
+    controller: Controller,
+    window: tuple[int, int],
+    tokens: int,
+    rate: float,
+    describes: dict[str, list[dict] | None] | None = None,
 ) -> dict[str, dict]:
-    """Per-host energy, power, memory and phase latency (see controller.energy)."""
+    """Per-host energy, power, memory and phase latency (see controller.energy).
+
+    ``describes`` (host -> its samplers' ``describe()``) names the physical
+    device each stream reads; a device read by several hosts is counted once
+    and its energy split among them (controller.shared_energy).
+    """
     from dataclasses import asdict
 
     records = [asdict(r) for r in rounds]
     clocks = controller.clocks()
-    out = {}
+    out, series = {}, {}
     hosts = {"controller": None, **{name: clocks[name] for name in clocks}}
     for host, clock in hosts.items():
         path = out_dir / "telemetry" / f"{host}.csv"
         to_ctrl = clock.to_controller if clock is not None and clock.samples else None
-        cols = read_series(path, to_ctrl) if path.is_file() else None
+        cols = series[host] = read_series(path, to_ctrl) if path.is_file() else None
         out[host] = host_summary(cols, records, host, host == "controller", window, tokens)
         if cols:
             # The generation window (controller clock) as far as this host
@@ -301,4 +360,5 @@ def host_summaries(
             a, b = max(window[0], cols["t_ns"][0]), min(window[1], cols["t_ns"][-1])
             out[host]["samples_in_window"] = sum(1 for t in cols["t_ns"] if a <= t <= b)
             out[host]["samples_expected_in_window"] = int(rate * max(b - a, 0) / 1e9) + 1
+    attribute_shared(out, series, describes or {}, window, tokens)
     return out

@@ -2,7 +2,7 @@
 
 Names follow Prometheus conventions (``_total`` counters, base units,
 ``agent`` label); the acceptance counters are vLLM's
-(``controller.acceptance``) so the same PromQL works on both:
+(``controller.acceptance_metrics``) so the same PromQL works on both:
 
 * ``specbed_tokens_total{agent}``: tokens added to outputs
 * ``specbed_rounds_total{agent}``: verification rounds (vLLM's num_drafts)

@@ -276,6 +276,31 @@ class Ema:
         return self.value
 
 
+class RunningMedian:
+    """Median of the last ``window`` samples: one spiking sample (a descheduled process) cannot move it."""
+
+    def __init__(self, window: int = 15) -> None:
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        self.window = window
+        self.values: list[float] = []
+        self.samples = 0
+
+    def add(self, x: float) -> float:
+        self.samples += 1
+        self.values.append(x)
+        del self.values[: -self.window]
+        return self.value  # type: ignore[return-value]
+
+    @property
+    def value(self) -> float | None:
+        if not self.values:
+            return None
+        v = sorted(self.values)
+        n = len(v)
+        return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+
 # --- draft-length policies on the testbed ---------------------------------------------------------
 
 
@@ -290,8 +315,9 @@ class Estimates:
     time; ``t_verify`` is fitted as c0 + c1·(positions in the pass) when
     those have varied.  What the model does not break out (downlink,
     transport, queueing behind other agents at the server, reply, rollback)
-    enters as ``t_other``, each round's measured cycle minus its modelled
-    parts, so that the prediction is of the round time actually seen.
+    enters as ``t_other``, the running median of each round's measured cycle
+    minus its modelled parts, so that the prediction is of the round time
+    actually seen and one spiking round does not move it.
     """
 
     def __init__(self, weight: float = 0.2, discount: float = 0.95) -> None:
@@ -307,7 +333,9 @@ class Estimates:
         # a round's measured cycle (draft start to next draft start) minus its drafting, emulated
         # uplink, batching wait and server time: downlink, transport, queueing behind other
         # agents' passes, reply and rollback
-        self.t_other = Ema(weight)
+        # a running median, not a mean: on a shared host one round can wait seconds for the CPU, and a
+        # mean would carry that into every allocation until it decays (γ driven to its cap)
+        self.t_other = RunningMedian()
         self.eta = Ema(weight)  # spectral efficiency log2(1 + SNR) of an SNR link, bit/s/Hz
         self.verify: list[tuple[int, float]] = []  # (positions in the forward pass, seconds), the last 64 rounds
         self.rounds = 0

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.models import cache_dirs, prepare_model
+from controller.hostvalues import check_inventory
 from controller.profiles import TESTBED_AGENT_FIELDS, Testbed
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -186,7 +187,12 @@ def inventory_hosts(inventory: str) -> dict:
     """``ansible-inventory --list`` as a dict (groups and hostvars)."""
     if not Path(inventory).exists():
         raise ProvisionError(f"inventory {inventory} not found")
-    proc = subprocess.run([ansible_bin("ansible-inventory"), "-i", inventory, "--list"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [ansible_bin("ansible-inventory"), "-i", inventory, "--list"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ANSIBLE_VERBOSITY": "0"},  # JSON only on stdout, whatever the caller's verbosity
+    )
     if proc.returncode != 0:
         raise ProvisionError(f"ansible-inventory could not read {inventory}: {proc.stderr.strip()[-500:]}")
     return json.loads(proc.stdout)
@@ -196,7 +202,8 @@ def check_testbed(testbed: Testbed, inventory: str | None = None) -> list[str]:
     """Disagreements between a testbed profile and an inventory (empty = they agree).
 
     The inventory is the profile's own unless another is given.  Checked:
-    the controller is a server, the agents are exactly the jetsons, and
+    the inventory's values match controller.hostvalues' grammar, the
+    controller is a server, the agents are exactly the jetsons, and
     every setting the profile gives a board equals the inventory's value
     for it (host_vars, group_vars and role defaults that the inventory sets).
     """
@@ -204,7 +211,7 @@ def check_testbed(testbed: Testbed, inventory: str | None = None) -> list[str]:
     hostvars = inv.get("_meta", {}).get("hostvars", {})
     servers = set(inv.get("servers", {}).get("hosts", []))
     jetsons = set(inv.get("jetsons", {}).get("hosts", []))
-    problems = []
+    problems = check_inventory(inv)  # values that would reach a host (names, rates)
     if testbed.controller not in servers:
         problems.append(f"controller {testbed.controller!r} is not in the inventory's servers group {sorted(servers)}")
     if set(testbed.agents) != jetsons:
@@ -255,3 +262,34 @@ def facts_table(facts_dir: Path) -> None:
 
 def work_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="specbed-deploy-"))
+
+
+def agent_names(inventory: str) -> list[str]:
+    """The agent names of an inventory's jetsons (agent_name, else the host name)."""
+    inv = inventory_hosts(inventory)
+    hostvars = inv.get("_meta", {}).get("hostvars", {})
+    return [hostvars.get(h, {}).get("agent_name", h) for h in inv.get("jetsons", {}).get("hosts", [])]
+
+
+def ensure_keys(keys_dir: Path, agents: list[str]) -> Path:
+    """The controller's keys folder with a key for every agent; made with `specbed keys` when new.
+
+    Layout (``specbed keys``): ``controller.key``, ``controller.key_secret``,
+    ``agents/NAME.key``, ``agents/NAME.key_secret`` (zmq.auth certificates,
+    secrets mode 0600).  Returns the absolute folder for the agent role.
+    """
+    keys_dir = Path(keys_dir).resolve()
+    if not (keys_dir / "controller.key").is_file():
+        cmd = [sys.executable, "-m", "controller.cli", "keys", "--dir", str(keys_dir), "--agents", ",".join(agents)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise ProvisionError(
+                f"`specbed keys` could not make {keys_dir}: {(proc.stderr or proc.stdout).strip()[-300:]}"
+            )
+    missing = [n for n in agents if not (keys_dir / "agents" / f"{n}.key_secret").is_file()]
+    if missing:
+        raise ProvisionError(
+            f"{keys_dir} holds no key for {', '.join(missing)}: run `specbed keys --dir {keys_dir} "
+            f"--agents {','.join(missing)}`"
+        )
+    return keys_dir

@@ -20,6 +20,7 @@ PHASE_COLOURS = {
     "drafting": "#4C72B0",
     "packing": "#8172B3",
     "uplink": "#937860",
+    "queue": "#8C8C8C",
     "decode": "#DA8BC3",
     "batch_wait": "#BBBBBB",
     "target_forward": "#C44E52",

@@ -63,16 +63,21 @@ class RoundRecord:
     alpha_estimate: float | None = None  # the policy's running acceptance estimate
     batch_size: int = 1  # payloads verified in the same target forward pass
     band_hz: float | None = None  # the agent's share of a shared uplink band when this round was sent
+    expected_acceptance: list | None = None  # [γ] Σ min(p, q) where q is exactly what was sampled
+    expected_acceptance_topk: dict | None = None  # dense rounds: {K: [γ]} had the drafter sampled top-K
 
 
 #: Phases of a round, in order.  ``reply`` runs from the verdict being ready to
 #: its receipt by the agent, and ``rollback`` is the agent applying it; both
 #: belong to the previous round and arrive with this round's payload.
 #: ``batch_wait`` is a decoded payload waiting for the others of its batch.
+#: ``queue`` is a payload that had arrived waiting for the controller to finish
+#: other agents' work before reading it (never counted as ``uplink``).
 PHASES = (
     "drafting",
     "packing",
     "uplink",
+    "queue",
     "decode",
     "batch_wait",
     "target_forward",
@@ -225,8 +230,8 @@ def summarise(
     rounds: list[RoundRecord], vocab_size: int, wall_s: float, errors: dict[str, int], agents: dict[str, Any]
 ) -> dict[str, Any]:
     """Totals over a run.  Rates use the generation wall time ``wall_s``; acceptance figures as vLLM's
-    (``controller.acceptance``)."""
-    from controller.acceptance import acceptance_figures
+    (``controller.acceptance_metrics``)."""
+    from controller.acceptance_metrics import acceptance_figures
 
     drafted = sum(r.draft_length for r in rounds)
     accepted = sum(r.accepted for r in rounds)

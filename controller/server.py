@@ -19,7 +19,8 @@ import torch
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
-from agent.lm import CachedLM, probs_from_logits
+from agent.limits import controller_frame_bytes
+from agent.lm import probs_from_logits
 from agent.models import LoadedModel
 from agent.protocol import (
     DENSE,
@@ -41,14 +42,20 @@ from agent.protocol import (
     index_dtype_for,
     zmtp_frame_bytes,
 )
-from controller.batch import batched_logits
+from controller.acceptance import round_expectations
 from controller.clocksync import ClockEstimator
+from controller.device_verify import Payload, session_generator, verify_round
+from controller.keys import HANDSHAKE_FAILED, Enrolment
+from controller.liveness import Liveness, check_echo, fail_over
 from controller.policies import BandAllocator, Decision, DraftPolicy, Estimates, policy_class
 from controller.profiles import Generation
 from controller.results import RoundRecord
-from controller.verify import greedy_verify, reconstruct, speculative_verify, tail_mass
+from controller.target import StaticTarget, TargetSlot
+from controller.verify import reconstruct, tail_mass
 
 log = logging.getLogger(__name__)
+
+IDLE_POLL_NS = 20_000  # a poll that blocked this long means the controller sat idle
 
 SYNC_PINGS_START = 8  # clock-offset pings when an agent becomes ready
 SYNC_PINGS_BETWEEN = 4  # and between prompts
@@ -71,6 +78,9 @@ class Job:
     generated: list[int] = field(default_factory=list)
     started_ns: int = 0  # controller clock: first draft request sent
     done_ns: int = 0  # controller clock: last token verified
+    # the request it runs under (rounds carry it); -1 while queued, so the rounds
+    # of an attempt abandoned by a lost agent can be told from the final ones
+    request_id: int = -1
 
     def extend(self, new: list[int], eos_ids: set[int]) -> tuple[list[int], bool]:
         """Append a round's tokens, cut at max_new_tokens and after an end-of-sequence token.
@@ -105,10 +115,12 @@ class _Round:
     drafts: torch.Tensor  # [γ] long
     committed: list[int]  # prompt and tokens generated so far
     topk_probs: torch.Tensor  # [γ, K] float32
+    t_ready: int = 0  # arrived and readable: uplink ends and queue (controller busy) starts here
     t_target: int = 0  # forward pass done
     t_verified: int = 0
     n_accepted: int = 0
     next_token: int = 0
+    expected: dict = field(default_factory=dict)  # controller.acceptance's fields for the RoundRecord
 
 
 @dataclass
@@ -118,9 +130,10 @@ class Session:
     identity: bytes
     name: str
     facts: dict
-    target: CachedLM
+    target: TargetSlot  # its row of the controller's static target cache
     ready: bool = False
     left: str | None = None  # why the controller lost it (said bye, connection closed, process exited)
+    left_ns: int | None = None  # when (controller monotonic ns)
     job: Job | None = None
     request_id: int = -1
     round: int = 0
@@ -141,6 +154,8 @@ class Session:
     band_hz: float | None = None  # the agent's share of links.band_hz, as last sent to it
     prev_parts: tuple | None = None  # ((request, round), agent draft start ns, modelled seconds) of the last round
     configures_out: int = 0  # CONFIGUREs sent and not yet answered with READY
+    waiting_since_ns: int = 0  # a draft request or verdict sent, its payload not yet in (0: none awaited)
+    t_ready: int = 0  # the staged payload's end of uplink (see _Round.t_ready)
 
 
 class Controller:
@@ -159,12 +174,18 @@ class Controller:
         telemetry: dict | None = None,
         min_agents: int = 1,
         links: dict | None = None,
+        agent_model: dict | None = None,
+        enrolment: Enrolment | None = None,
+        liveness: Liveness | None = None,
+        gamma_max: int | None = None,
     ) -> None:
         self.target = target
+        self.agent_model = agent_model or {}  # CONFIGURE's device and dtype (controller.placement.agent_settings)
         self.generation = generation
         self.vocab_size = target.vocab_size
         self.device = device
         self.drafter_spec = drafter_spec
+        self.core = StaticTarget(target.model, device)  # one static KV cache, a row per session
         self.telemetry = telemetry  # {"port": SUB port, "rate_hz": float, "host_sampler": str}
         self.links = links or {}  # controller.profiles.load_links
         self.settings = self.settings_for(generation)
@@ -188,13 +209,25 @@ class Controller:
         self.allocator: BandAllocator | None = None  # the grid point's bandwidth policy, once prompts start
         self.rounds_since_solve = 0
         self.batch_deadline_ns: int | None = None  # verify the staged payloads by then at the latest
+        self.idle_until_ns = 0  # the controller last waited for messages until then (a frame's queue starts there)
         self.ctx = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 2000)
+        # bounded cost per frame, enrolled peers only, stalled peers dropped (controller.liveness)
+        self.enrolment = enrolment
+        self.liveness = liveness or Liveness()
+        self.user_of: dict[bytes, str] = {}  # agent identity -> the name its CURVE key is enrolled under
+        self.failed_prompts: list[str] = []
+        self.failed_by: dict[str, set[str]] = {}  # prompt id -> agents that failed it (controller.liveness)
+        max_gamma = max(gamma_max or 0, generation.gamma_max, generation.draft_length)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, controller_frame_bytes(self.vocab_size, max_gamma))
+        self.liveness.apply(self.sock)
+        if enrolment is not None:
+            enrolment.serve(self.sock)
         # An agent whose connection closes (its process crashed or was killed, locally or on a remote
         # host) is lost at once, and its prompt goes to the others: the ROUTER's monitor reports the
         # closed file descriptor, and each agent's messages say which descriptor they came in on.
-        self.monitor = self.sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        self.monitor = self.sock.get_monitor_socket(zmq.EVENT_DISCONNECTED | HANDSHAKE_FAILED)
         self.fd_of: dict[bytes, int] = {}  # agent identity -> the descriptor of its connection
         self.closed: set[bytes] = set()  # identities whose connection closed: their queued frames are dropped
         self.sock.bind(endpoint)
@@ -216,6 +249,7 @@ class Controller:
         }
         if self.telemetry:
             settings["telemetry"] = self.telemetry
+        settings.update(self.agent_model)
         return settings
 
     def begin(self, generation: Generation, jobs: list[Job], agents: int | None = None) -> None:
@@ -319,10 +353,15 @@ class Controller:
                 raise TimeoutError(f"{what} after {timeout_s} s")
             if check:
                 check()
+            self.liveness.check_rounds(self)
             wait_ms = 100
             if self.batch_deadline_ns is not None:
                 wait_ms = max(0, min(100, (self.batch_deadline_ns - time.monotonic_ns()) // 1_000_000 + 1))
-            if not poller.poll(wait_ms):
+            t_poll = time.monotonic_ns()
+            events = poller.poll(wait_ms)
+            if not events or time.monotonic_ns() - t_poll > IDLE_POLL_NS:
+                self.idle_until_ns = time.monotonic_ns()  # it was waiting: anything read later arrived after this
+            if not events:
                 continue
             # closed connections first: a descriptor is reused only after its DISCONNECTED event
             self._closed_connections()
@@ -334,6 +373,8 @@ class Controller:
             if identity in self.closed:
                 continue  # sent before its connection closed; the agent is gone
             self.fd_of[identity] = frames[0].get(zmq.SRCFD)
+            if self.enrolment is not None and self.enrolment.secure:
+                self.user_of[identity] = frames[-1].get("User-Id")
             if len(frames) != 2:
                 self._reply_error(identity, ProtocolError("malformed", f"expected one frame, got {len(frames) - 1}"))
                 continue
@@ -343,6 +384,11 @@ class Controller:
         """Lose the agents whose connection the ROUTER's monitor reports closed."""
         while self.monitor.poll(0):
             event = recv_monitor_message(self.monitor)
+            if event["event"] & HANDSHAKE_FAILED:
+                self.errors["handshake_failed"] += 1
+                if self.enrolment is not None:
+                    self.enrolment.handshake_failed += 1
+                continue
             if event["event"] != zmq.EVENT_DISCONNECTED:
                 continue
             for identity, fd in list(self.fd_of.items()):
@@ -371,19 +417,29 @@ class Controller:
             elif isinstance(msg, Error):
                 self.errors[f"agent_{msg.code}"] += 1
                 log.warning("agent %s reports %s: %s", session.name, msg.code, msg.message)
+                fail_over(self, session, msg)
             else:
                 raise ProtocolError("unexpected", f"{type(msg).__name__} is not sent to a controller")
         except ProtocolError as exc:
             self._reply_error(identity, exc)
+            held = self.sessions.get(identity)
+            if held is not None and held.job is not None and exc.code not in ("unexpected", "unknown_agent"):
+                fail_over(self, held, Error(exc.code, exc.message, {}))  # a refused payload ends its round
         except Exception as exc:  # a bug must not take the other agents down
             log.exception("internal error handling a message")
             self._reply_error(identity, ProtocolError("internal", f"{type(exc).__name__}: {exc}"))
 
     # -- handlers -------------------------------------------------------
     def _on_hello(self, identity: bytes, msg: Hello) -> None:
+        enrolled = self.user_of.get(identity)
+        if enrolled is not None and msg.agent != enrolled:
+            raise ProtocolError("not_enrolled", f"HELLO as {msg.agent!r} with the key enrolled as {enrolled!r}")
+        twin = next((s for s in self.sessions.values() if s.name == msg.agent and s.identity != identity), None)
+        if twin is not None:
+            raise ProtocolError("duplicate_name", f"agent {msg.agent!r} is already connected")
         if identity in self.sessions:
             self.agent_lost(identity, "said hello again")
-        session = Session(identity, msg.agent, msg.facts, CachedLM(self.target.model, self.device))
+        session = Session(identity, msg.agent, msg.facts, self.core.slot())
         self.sessions[identity] = session
         log.info("agent %s connected", msg.agent)
         self._configure(session)
@@ -481,17 +537,21 @@ class Controller:
             return
         if self.active is not None and session.name not in self.active:
             return
-        if not self.pending:
+        # not a prompt this agent already failed (controller.liveness.fail_over)
+        job = next((j for j in self.pending if session.name not in self.failed_by.get(j.prompt_id, ())), None)
+        if job is None:
             return
-        job = self.pending.popleft()
+        self.pending.remove(job)
         if self.first_request_ns is None:
+            # capture the target's graphs for this generation's shapes before its first round
+            self.core.warmup([1, len(self.sessions)], self.generation.draft_length + 1)
             self.first_request_ns = time.monotonic_ns()
         job.generated = []
         session.job, session.round, session.last_verified_ns = job, 0, 0
-        session.request_id = self.next_request_id
+        session.request_id = job.request_id = self.next_request_id
         self.next_request_id += 1
         session.target.reset()
-        session.generator.manual_seed(job.seed + 1)
+        session.generator = session_generator(self.device, job.seed + 1)
         self._policy(session)
         session.next_gamma = self.generation.draft_length
         if self.allocator is not None:
@@ -505,6 +565,7 @@ class Controller:
             session.identity,
             DraftRequest(session.request_id, job.prompt_id, job.prompt_token_ids, session.next_gamma, job.seed),
         )
+        session.waiting_since_ns = time.monotonic_ns()
         job.started_ns = time.monotonic_ns()
 
     def _on_payload(self, session: Session, msg: DraftPayload, frame_len: int, t_recv: int) -> None:
@@ -518,7 +579,11 @@ class Controller:
             )
         if session.staged is not None:
             raise ProtocolError("unexpected", f"a second payload for round {msg.round} before its verdict")
+        check_echo(session.settings, session.next_gamma, msg)
+        session.waiting_since_ns = 0
         session.staged = (msg, frame_len, t_recv, t_decoded)
+        # uplink ends at the later of the send and the controller's last idle moment; the rest is queue
+        session.t_ready = min(t_recv, max(session.clock.to_controller(msg.times[2]), self.idle_until_ns))
         if self.batch_deadline_ns is None:
             limit = self.generation.batch_window_s if self.batching == "heterogeneous" else BATCH_WAIT_LIMIT_S
             self.batch_deadline_ns = t_decoded + int(limit * 1e9)
@@ -586,39 +651,34 @@ class Controller:
                     t_recv,
                     t_decoded,
                     t_batch,
+                    t_ready=session.t_ready,
                     drafts=torch.from_numpy(msg.token_ids.astype("int64")),  # [γ]
                     committed=job.prompt_token_ids + job.generated,
                     topk_probs=torch.from_numpy(msg.topk_probs.astype("float32")),  # [γ, K]
                 )
             )
-        all_logits = batched_logits(
+        # the target pass and the ragged batch's verification on the target's device (controller.device_verify)
+        strategy = g.reconstruction if g.sampling == "full" else "renormalise"
+        verdicts, t_target, t_verified = verify_round(
+            self.core,
             [r.session.target for r in rounds],
             [r.committed + r.drafts.tolist() for r in rounds],
             [len(r.committed) - 1 for r in rounds],
-        )  # each [γ + 1, V]
-        t_target = time.monotonic_ns()
-        positions = sum(len(r.drafts) + 1 for r in rounds)
-        for r, logits in zip(rounds, all_logits, strict=True):
-            r.t_target = t_target
-            t0 = time.monotonic_ns()
-            # verified on the CPU, where the session's generator and the payload's q live
-            logits = logits.float().cpu()
-            if g.temperature == 0:
-                r.n_accepted, r.next_token = greedy_verify(r.drafts, logits)
-            else:
-                p = probs_from_logits(logits, g.temperature)  # [γ + 1, V]
-                if r.msg.dense:
-                    q = r.topk_probs  # [γ, V]: the distribution itself
-                else:
-                    strategy = g.reconstruction if g.sampling == "full" else "renormalise"
-                    topk_idx = torch.from_numpy(r.msg.topk_indices.astype("int64"))  # [γ, K]
-                    q = reconstruct(topk_idx, r.topk_probs, self.vocab_size, strategy)  # [γ, V]
-                qx = torch.from_numpy(r.msg.draft_probs.copy())  # [γ]
-                r.n_accepted, r.next_token = speculative_verify(
-                    r.drafts, q, p, r.session.generator, draft_token_probs=qx
+            [
+                Payload(
+                    r.msg.token_ids, r.msg.draft_probs, None if r.msg.dense else r.msg.topk_indices, r.msg.topk_probs
                 )
-            r.t_verified = time.monotonic_ns()
-            self._estimate(r, server_ns=(t_target - t_batch) + (r.t_verified - t0), positions=positions)
+                for r in rounds
+            ],
+            [r.session.generator for r in rounds],
+            g.temperature,
+            strategy,
+            on_logits=self._expectations(rounds) if g.temperature > 0 else None,
+        )
+        positions = sum(len(r.drafts) + 1 for r in rounds)
+        for r, (n_accepted, next_token) in zip(rounds, verdicts, strict=True):
+            r.t_target, r.t_verified, r.n_accepted, r.next_token = t_target, t_verified, n_accepted, next_token
+            self._estimate(r, server_ns=t_verified - t_batch, positions=positions)
         if self.allocator is not None:
             self.rounds_since_solve += len(rounds)
             if self.rounds_since_solve >= g.realloc_rounds:
@@ -626,6 +686,25 @@ class Controller:
                 self.allocator.resolve({s.name: s.estimates for s in self.sessions.values()})
         for r in rounds:
             self._reply(r, len(rounds))
+
+    def _expectations(self, rounds: list[_Round]) -> Callable:
+        """Record each round's exact expected acceptance (controller.acceptance) from the pass's logits."""
+        g = self.generation
+
+        def measure(logits: torch.Tensor, offsets: list[int]) -> None:
+            for b, (r, off) in enumerate(zip(rounds, offsets, strict=True)):
+                n = len(r.drafts)
+                p = probs_from_logits(logits[b, off : off + n + 1].float(), g.temperature).cpu()  # [γ + 1, V]
+                if r.msg.dense:
+                    q = r.topk_probs  # [γ, V]: the distribution itself
+                elif g.sampling == "top-k":
+                    topk_idx = torch.from_numpy(r.msg.topk_indices.astype("int64"))
+                    q = reconstruct(topk_idx, r.topk_probs, p.shape[-1], "renormalise")  # [γ, V]
+                else:
+                    continue  # q is only a reconstruction: nothing exact to record
+                r.expected = round_expectations(p, q, r.msg.dense, g.sampling)
+
+        return measure
 
     def _estimate(self, r: _Round, server_ns: int, positions: int) -> None:
         """Feed the round into the agent's online estimates (the draft and bandwidth policies read them)."""
@@ -682,12 +761,14 @@ class Controller:
             msg.request_id, msg.round, r.n_accepted, r.next_token, done, session.next_gamma, [r.t_recv, t_reply]
         )
         bytes_down = self._send(session.identity, verdict)
+        session.waiting_since_ns = 0 if done else time.monotonic_ns()
         session.round += 1
         session.rounds_done += 1
         phases = {
             "drafting": [to_ctrl(t[0]), to_ctrl(t[1])],
             "packing": [to_ctrl(t[1]), to_ctrl(t[2])],
-            "uplink": [to_ctrl(t[2]), r.t_recv],
+            "uplink": [to_ctrl(t[2]), max(to_ctrl(t[2]), r.t_ready)],
+            "queue": [max(to_ctrl(t[2]), r.t_ready), r.t_recv],
             "decode": [r.t_recv, r.t_decoded],
             "batch_wait": [r.t_decoded, r.t_batch],
             "target_forward": [r.t_batch, r.t_target],
@@ -729,6 +810,7 @@ class Controller:
                 alpha_estimate=est.alpha,
                 batch_size=batch_size,
                 band_hz=band_sent,
+                **r.expected,
             )
         )
         if done:
@@ -754,15 +836,17 @@ class Controller:
         session = self.sessions.pop(identity, None)
         if session is None:
             return
+        session.target.release()
         self.flush_batch()  # a homogeneous batch no longer waits for it
         log.warning("agent %s left: %s", session.name, why)
-        session.left = why
+        session.left, session.left_ns = why, time.monotonic_ns()
         self.departed.append(session)
         if self.allocator is not None and self.allocator.remove(session.name):
             # the others take up its share: from their next payload on (sent with their next verdict)
             self.rounds_since_solve = 0
             log.info("agent %s left the band: equal split among %d agents", session.name, len(self.allocator.names))
         if session.job is not None:
+            session.job.request_id = -1  # its rounds so far are abandoned: the runners discard them
             self.pending.appendleft(session.job)
             if self.active is not None and session.name in self.active:
                 self.replace_lost_active()
@@ -782,6 +866,7 @@ class Controller:
                 "prompts": s.jobs_done,
                 "clock": s.clock.describe(),
                 "left": s.left,
+                "left_ns": s.left_ns,
             }
             for s in [*self.departed, *self.sessions.values()]
         }

@@ -3,8 +3,9 @@
 ``specbed testhosts up --dir DIR`` makes one namespace per host, each with a
 veth pair (root side 10.231.N.1/24, host side 10.231.N.2/24), its own sshd
 (generated host key, key-only root login, listening on the host side) and
-its own install root under DIR/hosts/NAME, then writes DIR/inventory.yml
-for the playbooks.  The first hosts are ``servers``, the rest ``jetsons``
+its own install root under DIR/hosts/NAME, then writes DIR/known_hosts
+(every host's key, which SSH verifies) and DIR/inventory.yml for the
+playbooks.  The first hosts are ``servers``, the rest ``jetsons``
 (stand-ins: no Jetson tasks run on them, see ``jetson_expected``).
 ``specbed testhosts down --dir DIR`` stops every process the hosts run and
 deletes the namespaces.  Needs root, iproute2 and openssh-server; systemd is
@@ -158,9 +159,21 @@ def up(
         _run(*ns, SSHD, "-f", str(cfg))
     for h in hosts:
         _wait_port(h.host_ip, 22, 10)
+    write_known_hosts(out_dir, hosts)
     (out_dir / "hosts.json").write_text(json.dumps([asdict(h) for h in hosts], indent=2))
     inventory = write_inventory(out_dir, hosts, key, controller_python or sys.executable)
     return inventory
+
+
+def write_known_hosts(out_dir: Path, hosts: list[TestHost]) -> Path:
+    """DIR/known_hosts: each host's address and its sshd's public key, which SSH then verifies."""
+    lines = []
+    for h in hosts:
+        kind, key = (out_dir / "hosts" / h.name / "ssh_host_ed25519_key.pub").read_text().split()[:2]
+        lines.append(f"{h.host_ip} {kind} {key}\n")
+    path = out_dir / "known_hosts"
+    path.write_text("".join(lines))
+    return path
 
 
 def write_inventory(out_dir: Path, hosts: list[TestHost], key: Path, controller_python: str) -> Path:
@@ -192,7 +205,8 @@ def write_inventory(out_dir: Path, hosts: list[TestHost], key: Path, controller_
             "vars": {
                 "ansible_user": "root",
                 "ansible_ssh_private_key_file": str(key),
-                "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+                # host keys are verified against the keys generated in up()
+                "ansible_ssh_common_args": f"-o StrictHostKeyChecking=yes -o UserKnownHostsFile={out_dir / 'known_hosts'}",
                 "ansible_python_interpreter": "/usr/bin/python3",
                 # Namespace hosts share this machine: no OS packages, no
                 # systemd, dependencies shared from the controller's venv.

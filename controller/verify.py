@@ -26,6 +26,8 @@ def speculative_verify(
     p: torch.Tensor,  # [γ + 1, V] target probabilities, temperature applied
     generator: torch.Generator,
     draft_token_probs: torch.Tensor | None = None,  # [γ] exact q_i(x_i), overrides q[i, x_i]
+    uniforms: torch.Tensor | None = None,  # [γ] U(0, 1) to use instead of the generator's
+    exponentials: torch.Tensor | None = None,  # [V] Exp(1): next token = argmax(dist / e)
 ) -> tuple[int, int]:
     """Accept a prefix of the drafts; returns (n_accepted, next_token).
 
@@ -35,14 +37,16 @@ def speculative_verify(
     the exact q_i(x_i) as ``draft_token_probs``: the acceptance test then
     stays exact and only the recovered token's distribution depends on q̃.
     Consumes γ uniforms and one categorical draw of ``generator`` per call,
-    so a seeded run is reproducible.
+    so a seeded run is reproducible.  Given ``uniforms`` and ``exponentials``
+    (the device verifier's draws, ``controller.device_verify``) it uses those
+    instead, so both paths can be compared on the same randomness.
     """
     gamma = int(draft_tokens.shape[0])
     rows = torch.arange(gamma)
     p64, q64 = p.double(), q.double()
     p_x = p64[rows, draft_tokens]
     q_x = q64[rows, draft_tokens] if draft_token_probs is None else draft_token_probs.double()
-    r = torch.rand(gamma, generator=generator, dtype=torch.float64)
+    r = torch.rand(gamma, generator=generator, dtype=torch.float64) if uniforms is None else uniforms.double()
     ratio = torch.where(q_x > 0, p_x / q_x.clamp(min=1e-300), torch.ones_like(p_x))
     rejected = (r >= ratio.clamp(max=1.0)).nonzero()
     n = int(rejected[0]) if rejected.numel() else gamma
@@ -55,6 +59,8 @@ def speculative_verify(
             # (with the true q a rejection has probability 0 then); fall back
             # to the target's own distribution.
             dist = p64[n]
+    if exponentials is not None:
+        return n, int((dist / exponentials.double()).argmax())
     next_token = int(torch.multinomial(dist / dist.sum(), 1, generator=generator))
     return n, next_token
 

@@ -17,3 +17,18 @@ def tiny_pair():
 @pytest.fixture(scope="session")
 def bundled_target():
     return load_model(load_model_pair("smollm2-135m").target)
+
+
+@pytest.fixture
+def keys(tmp_path):
+    """A keys folder (`specbed keys`) enrolling the agent names tests use; returns the folder."""
+    from controller.keys import make_keys
+
+    folder = tmp_path / "keys"
+    make_keys(folder, ["edge-0", "edge-1", "edge-9", "rogue", "agent-0", "agent-1", "agent-2"])
+    return folder
+
+
+def agent_key_args(keys, name: str) -> list[str]:
+    """The agent command-line arguments that give agent ``name`` its enrolled keys."""
+    return ["--key", str(keys / "agents" / f"{name}.key_secret"), "--server-key", str(keys / "controller.key")]

@@ -20,6 +20,7 @@ from controller.cli import (
     collect,
     compare,
     facts,
+    keys,
     local,
     models,
     provision,
@@ -44,13 +45,16 @@ EPILOG = """examples:
   specbed bench telemetry --rate 20 --duration 10
   specbed bench verify --out results/bench  batched against one-by-one verification (GPU)
   specbed schema schemas/                   JSON Schemas of the profiles, for editors
-  specbed agent --connect tcp://10.0.0.1:5555 --name orin-1
+  specbed bench fuzz --frames 100000 --json  malformed frames against the protocol decoder
+  specbed keys --dir keys --agents orin-1,orin-2   enrol the controller and two boards (SECURITY.md)
+  specbed agent --connect tcp://10.0.0.1:5555 --name orin-1 --key orin-1.key_secret --server-key controller.key
 """
 
 #: Command modules in ``--help`` order; each has ``register(subparsers)``.
 COMMANDS = (
     models,
     local,
+    keys,
     agent,
     run,
     report,

@@ -33,7 +33,8 @@ def register(sub) -> None:
         "generate for every prompt and write the run folder, as `specbed local` does.",
     )
     _common(serve)
-    serve.add_argument("--bind", default="tcp://0.0.0.0:5555", help="controller endpoint (default tcp://0.0.0.0:5555)")
+    serve.add_argument("--bind", required=True, help="controller endpoint, e.g. tcp://10.0.0.1:5555 (no default)")
+    serve.add_argument("--keys", default=None, help="keys folder from `specbed keys`: only its agents may connect")
     serve.add_argument("--agents", type=int, default=None, help="agents to wait for (default: the profile's)")
     serve.add_argument(
         "--telemetry-port",
@@ -54,22 +55,34 @@ def _common(p: argparse.ArgumentParser) -> None:
     add_out_argument(p, "results folder (default: results/<timestamp>-<profile>)")
     add_json_argument(p)
     add_live_arguments(p)
+    p.add_argument(
+        "--insecure", action="store_true", help="no CURVE keys: anyone may connect, in the clear (debugging only)"
+    )
 
 
 def cmd_local(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from agent.models import ModelError
     from controller.cli.common import profile_of
     from controller.cli.tables import summary_table
+    from controller.keys import KeysError
     from controller.local import run_local
     from controller.profiles import ProfileError, load_experiment
+    from controller.records import OutDirNotEmpty, check_out_dir
 
+    if args.insecure:
+        print("warning: --insecure: agents are not authenticated and traffic is in the clear", file=sys.stderr)
     try:
         experiment = load_experiment(profile_of(args), prompts=args.prompts, max_new_tokens=args.max_new_tokens)
     except (ProfileError, ValueError) as exc:
         return fail(str(exc))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out_dir = Path(args.out) if args.out else Path("results") / f"{stamp}-{experiment.name}"
+    try:
+        check_out_dir(out_dir)  # one run per folder: a summary never describes half of its rounds
+    except OutDirNotEmpty as exc:
+        return fail(str(exc))
     n_agents = args.agents or experiment.agents
     say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     say(
@@ -111,8 +124,13 @@ def cmd_local(args: argparse.Namespace) -> int:
                     telemetry_port=getattr(args, "telemetry_port", None),
                     wait_agents_s=getattr(args, "wait_agents", 600.0),
                     on_status=lambda status: progress.update(task, rate=status),
+                    keys_dir=getattr(args, "keys", None),
+                    insecure=args.insecure,
                 )
-            except (RuntimeError, TimeoutError) as exc:
+            except (KeysError, ProfileError) as exc:
+                progress.stop()
+                return fail(str(exc))
+            except (RuntimeError, TimeoutError, ModelError) as exc:
                 progress.stop()
                 print(f"error: {exc}", file=sys.stderr)
                 print(f"what was recorded is in {out_dir}", file=sys.stderr)

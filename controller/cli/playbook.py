@@ -23,8 +23,9 @@ def add_ansible_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_ansible(args: argparse.Namespace, playbook: str, extra: dict, title: str) -> int:
     """Check the testbed against the inventory (with ``--testbed``), run ``playbook``, print the recap."""
+    from controller.hostvalues import HostValueError, check_inventory, check_values
     from controller.profiles import ProfileError, load_testbed
-    from controller.provision import ProvisionError, check_testbed, recap_table, run_playbook
+    from controller.provision import ProvisionError, check_testbed, inventory_hosts, recap_table, run_playbook
 
     try:
         inventory = args.inventory
@@ -41,6 +42,16 @@ def run_ansible(args: argparse.Namespace, playbook: str, extra: dict, title: str
             if not sep or not key:
                 return fail(f"--extra-vars {item!r}: expected KEY=VALUE")
             extra[key] = value
+        check_values(extra, "--extra-vars ")
+        if getattr(args, "keys", None):  # provision, deploy: every board gets its key
+            from pathlib import Path
+
+            from controller.provision import agent_names, ensure_keys
+
+            extra["agent_keys_dir"] = str(ensure_keys(Path(args.keys), agent_names(inventory)))
+        problems = [] if args.testbed else check_inventory(inventory_hosts(inventory))
+        if problems:  # with --testbed, check_testbed has read the inventory and checked it
+            return fail(f"{inventory}: values refused:\n  " + "\n  ".join(problems))
         recap = run_playbook(playbook, inventory, extra, check=args.check, limit=args.limit)
     except ProvisionError as exc:
         if exc.recap:
@@ -48,5 +59,7 @@ def run_ansible(args: argparse.Namespace, playbook: str, extra: dict, title: str
         return fail(str(exc), 1)
     except ProfileError as exc:
         return fail(str(exc), 1)
+    except HostValueError as exc:
+        return fail(str(exc))
     recap_table(title, recap)
     return 0

@@ -33,8 +33,10 @@ def register(sub) -> None:
         "--resume", default=None, metavar="DIR", help="finish the run in DIR (its own profile copy is used)"
     )
     run.add_argument(
-        "--testbed", default=None, help="use the agents of this testbed profile (binds tcp://0.0.0.0:5555)"
+        "--testbed", default=None, help="use the agents of this testbed profile (binds their controller_address)"
     )
+    run.add_argument("--keys", default=None, help="keys folder from `specbed keys` (needed with remote agents)")
+    run.add_argument("--insecure", action="store_true", help="no CURVE: anyone may connect (debugging only)")
     run.add_argument(
         "--bind", default=None, help="wait for remote agents at this endpoint instead of starting local ones"
     )
@@ -48,9 +50,11 @@ def register(sub) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from agent.models import ModelError
     from controller.cli.common import profile_of
     from controller.cli.tables import print_run_summary
     from controller.experiment import RunError, expand_grid, run_experiment
+    from controller.keys import KeysError
     from controller.local import AgentsMissing
     from controller.profiles import ProfileError, load_experiment, load_testbed
 
@@ -63,17 +67,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.resume and args.out:
         return fail("--out and --resume both name the run folder; give one")
     bind = args.bind
+    from controller.specfed_profile import is_specfed
+
+    if args.resume and is_specfed(str(Path(args.resume) / "profile.yaml")):
+        return fail(f"{args.resume} is a SpecFed run; SpecFed runs do not resume, start a new one")
+    if not args.resume and is_specfed(profile):
+        from controller.specfed_cli import cmd_run_specfed
+
+        args.profile = profile  # the SpecFed runner reads args.profile
+        return cmd_run_specfed(args)
     try:
         experiment = load_experiment(str(Path(args.resume) / "profile.yaml") if args.resume else profile)
         grid = expand_grid(experiment)
         if args.testbed:
             testbed = load_testbed(args.testbed)
-            bind = bind or "tcp://0.0.0.0:5555"
+            bind = bind or _testbed_bind(testbed)
             need = max((p.agents for p in grid), default=0)
             if need > len(testbed.agents):
                 return fail(f"the experiment needs {need} agents, testbed {testbed.name} has {len(testbed.agents)}")
     except ProfileError as exc:
         return fail(str(exc))
+    if args.insecure:
+        print("warning: --insecure: agents are not authenticated and traffic is in the clear", file=sys.stderr)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out_dir = Path(args.resume or args.out or Path("results") / f"{stamp}-{experiment.name}")
     prompts = len(experiment.prompts)
@@ -115,8 +130,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                 telemetry_port=args.telemetry_port if bind else None,
                 wait_agents_s=args.wait_agents,
                 on_progress=on_progress,
+                keys_dir=args.keys,
+                insecure=args.insecure,
             )
-        except (RunError, ProfileError) as exc:
+        except (RunError, ProfileError, ModelError, KeysError) as exc:
             progress.stop()
             return fail(str(exc))
         except (RuntimeError, TimeoutError, AgentsMissing) as exc:
@@ -136,3 +153,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 1 if any(r["prompts"] != r["prompts_expected"] for r in rows) else 0
     return print_run_summary(out_dir)
+
+
+def _testbed_bind(testbed) -> str:
+    """Where `specbed run --testbed` binds: the controller_address its agents are given, port 5555."""
+    from controller.profiles import ProfileError
+    from controller.provision import ProvisionError, inventory_hosts
+
+    try:
+        hostvars = inventory_hosts(testbed.inventory).get("_meta", {}).get("hostvars", {})
+    except ProvisionError as exc:
+        raise ProfileError(str(exc)) from None
+    found = {hostvars.get(a, {}).get("controller_address") for a in testbed.agents} - {None, ""}
+    if len(found) != 1:
+        raise ProfileError(f"testbed {testbed.name}: agents' controller_address {sorted(found)}; give --bind")
+    return f"tcp://{found.pop()}:5555"

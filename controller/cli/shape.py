@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from controller.cli.common import add_command
+from controller.cli.common import add_command, fail
 from controller.cli.playbook import add_ansible_arguments, run_ansible
 
 
@@ -20,6 +20,14 @@ def register(sub) -> None:
 
 
 def cmd_shape(args: argparse.Namespace) -> int:
+    from controller.hostvalues import HostValueError, check_value
+
+    try:  # these reach tc as root on every board: refused before anything runs
+        for flag, key, value in (("--rate", "uplink_rate", args.rate), ("--delay", "link_delay", args.delay)):
+            check_value(key, value, f"{flag}: ")
+        check_value("link_loss", args.loss, "--loss: ")
+    except HostValueError as exc:
+        return fail(str(exc))
     extra: dict = {"link_shaping_state": "absent" if args.remove else "present"}
     for key, value in (("uplink_rate", args.rate), ("shape_qdisc", args.qdisc), ("link_delay", args.delay)):
         if value:

@@ -12,6 +12,8 @@ experiment         ``profiles/experiments/NAME.yaml``          ``experiment.Expe
   sweep            its ``sweep`` section                       ``experiment.SweepProfile``
   telemetry        its ``telemetry`` section                   ``experiment.TelemetryProfile``
   devices          its ``devices`` section                     ``experiment.DevicesProfile``
+  dtype            its ``dtype`` mapping                       ``experiment.DtypesProfile``
+  liveness         its ``liveness`` section                    ``experiment.LivenessProfile``
   links            its ``links`` section                       ``link.LinksProfile``, ``link.LinkProfile``
 model pair         ``profiles/models/NAME.yaml``               ``models.ModelPairProfile``
 device             ``profiles/devices/NAME.yaml``              ``device.DeviceProfile``
@@ -39,6 +41,7 @@ from controller.profiles.loaders import (
     Prompt,
     Testbed,
     check_generation,
+    check_token_ids,
     load_device,
     load_experiment,
     load_generation,
@@ -77,6 +80,7 @@ __all__ = [
     "load_prompts",
     "load_sweep",
     "load_testbed",
+    "check_token_ids",
     "read_trace",
     "select_prompts",
 ]

@@ -3,7 +3,8 @@
 One class per section: ``GenerationProfile`` (``generation``),
 ``PromptsFilter`` (``prompts`` as a mapping), ``TelemetryProfile``
 (``telemetry``), ``SweepProfile`` (``sweep``), ``DevicesProfile``
-(``devices``), ``LinksProfile`` (``links``, in ``controller.profiles.link``)
+(``devices``), ``DtypesProfile`` (``dtype`` as a mapping), ``LivenessProfile``
+(``liveness``), ``LinksProfile`` (``links``, in ``controller.profiles.link``)
 and ``ExperimentProfile`` (the file).  A new setting is one field here;
 cross-field rules (a sweep's grid points, a band for a bandwidth policy)
 stay in ``controller.profiles.loaders``.
@@ -16,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from agent.codec import RECONSTRUCTIONS
+from agent.models import DTYPES
 from agent.protocol import DENSE, INDEX_DTYPES, PROB_DTYPES, SAMPLING_MODES
 from controller.profiles.base import Profile
 from controller.profiles.link import LinksProfile, Quantity
@@ -33,6 +35,7 @@ IndexEncoding = Literal[INDEX_ENCODINGS]  # type: ignore[valid-type]
 Batching = Literal[BATCHING_MODES]  # type: ignore[valid-type]
 BandwidthPolicy = Literal[BANDWIDTH_POLICIES]  # type: ignore[valid-type]
 Baseline = Literal[BASELINES]  # type: ignore[valid-type]
+Dtype = Literal[tuple(DTYPES)]  # type: ignore[valid-type]
 
 
 class GenerationProfile(Profile):
@@ -113,6 +116,25 @@ class DevicesProfile(Profile):
     agents: str | None = Field(None, description="the name or path of a device profile")
 
 
+class DtypesProfile(Profile):
+    """``dtype`` per role (``controller.placement``); a role left out is ``auto``."""
+
+    target: Dtype = Field("auto", description=f"the target's dtype: one of {', '.join(DTYPES)}")
+    drafter: Dtype = Field("auto", description=f"the drafter's dtype: one of {', '.join(DTYPES)}")
+
+
+def _seconds(what: str) -> Any:
+    return Field(None, gt=0, le=86400, description=f"{what}: seconds in (0, 86400]")
+
+
+class LivenessProfile(Profile):
+    """Heartbeats and the round deadline (``controller.liveness``); interval below timeout."""
+
+    heartbeat_ivl_s: float | None = _seconds("how often each side sends a heartbeat")
+    heartbeat_timeout_s: float | None = _seconds("silence after which an agent is lost")
+    round_timeout_s: float | None = _seconds("the longest wait for an agent's payload")
+
+
 class ExperimentProfile(Profile):
     name: str | None = Field(None, description="the experiment's name (default: the file name)")
     description: str = Field("", description="a string")
@@ -130,3 +152,7 @@ class ExperimentProfile(Profile):
     )
     devices: DevicesProfile | None = None
     links: LinksProfile | None = None
+    dtype: Dtype | DtypesProfile | None = Field(
+        None, description=f"one dtype for both roles ({', '.join(DTYPES)}), or a mapping with target and drafter"
+    )
+    liveness: LivenessProfile | None = None

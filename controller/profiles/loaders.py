@@ -23,6 +23,7 @@ import yaml
 from agent.codec import RECONSTRUCTIONS
 from agent.models import ModelError, validate_spec
 from agent.protocol import PROB_DTYPES, SAMPLING_MODES
+from controller.liveness import load_liveness
 from controller.profiles.base import ProfileError, check
 from controller.profiles.device import DeviceProfile
 from controller.profiles.experiment import (
@@ -70,6 +71,7 @@ class Prompt:
     prompt: str | None  # text, chat template applied when the model has one
     prompt_token_ids: list[int] | None  # or token ids given directly
     task: str | None = None  # chat, code, maths, summarisation, translation, ...
+    where: str = ""  # file:line it was read from, for errors found later (token ids vs the target's vocabulary)
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,8 @@ class Experiment:
     controller_device: Device | None = None
     agent_device: Device | None = None
     links: dict = field(default_factory=dict)  # see load_links
+    dtypes: dict = field(default_factory=lambda: {"target": "auto", "drafter": "auto"})  # see controller.placement
+    liveness: Any = None  # controller.liveness.Liveness: heartbeats and the round deadline
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -181,17 +185,31 @@ def load_prompts(ref: str) -> list[Prompt]:
             raise ProfileError(f"{where}: prompt: missing (or give prompt_token_ids)")
         if text is not None and not isinstance(text, str):
             raise ProfileError(f"{where}: prompt: expected a string")
-        if ids is not None and not (isinstance(ids, list) and ids and all(isinstance(t, int) and t >= 0 for t in ids)):
+        if ids is not None and not (isinstance(ids, list) and ids):
             raise ProfileError(f"{where}: prompt_token_ids: expected a non-empty list of token ids")
+        for t in ids or []:
+            if isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < 2**63:
+                raise ProfileError(f"{where}: prompt_token_ids: {t!r} is not a token id (an integer in [0, 2^63))")
         task = obj.get("task")
         if task is not None and not isinstance(task, str):
             raise ProfileError(f"{where}: task: expected a string")
-        prompts.append(Prompt(str(obj.get("id", f"p{len(prompts)}")), text, ids, task))
+        prompts.append(Prompt(str(obj.get("id", f"p{len(prompts)}")), text, ids, task, where))
     if not prompts:
         raise ProfileError(f"{path}: no prompts")
     if len({p.id for p in prompts}) != len(prompts):
         raise ProfileError(f"{path}: id: prompt ids must be unique")
     return prompts
+
+
+def check_token_ids(prompts: list[Prompt], vocab_size: int) -> None:
+    """Refuse, before anything starts, a prompt whose token ids the target's vocabulary does not hold."""
+    for p in prompts:
+        bad = next((t for t in p.prompt_token_ids or [] if t >= vocab_size), None)
+        if bad is not None:
+            raise ProfileError(
+                f"{p.where or 'prompts'}: prompt {p.id!r}: token id {bad} is outside the target's vocabulary "
+                f"of {vocab_size} ids"
+            )
 
 
 PROMPT_FIELDS = {"source", "tasks", "per_task", "limit", "ids"}
@@ -530,6 +548,11 @@ def load_experiment(ref: str, prompts: str | None = None, **overrides: Any) -> E
     """
     path = _resolve(ref, "experiments", ".yaml")
     data = _read_yaml(path)
+    from controller.placement import load_dtypes
+
+    # these sections' own loaders first: their messages name the role or the setting
+    dtypes = load_dtypes(path, data.get("dtype"))
+    liveness = load_liveness(path, data.get("liveness"))
     check(ExperimentProfile, data, path, "experiment")
     telemetry = data.get("telemetry") or {}
     if not isinstance(telemetry, dict):
@@ -629,6 +652,8 @@ def load_experiment(ref: str, prompts: str | None = None, **overrides: Any) -> E
         controller_device=picked["controller"],
         agent_device=picked["agents"],
         links=links,
+        dtypes=dtypes,
+        liveness=liveness,
     )
 
 
@@ -663,6 +688,7 @@ def load_testbed(ref: str) -> Testbed:
     for host, settings in agents.items():
         settings = {} if settings is None else _typed(path, f"agents.{host}", settings, dict, "a mapping")
         _unknown(path, f"agents.{host}", settings, TESTBED_AGENT_FIELDS)
+        _host_values(path, host, settings)
         agents[host] = settings
     inventory = Path(data["inventory"]).expanduser()
     if not inventory.is_absolute():
@@ -671,3 +697,14 @@ def load_testbed(ref: str) -> Testbed:
     if not inventory.exists():
         raise ProfileError(f"{path}: inventory: {data['inventory']} not found")
     return Testbed(str(data.get("name", path.stem)), str(inventory), data["controller"], agents, str(path))
+
+
+def _host_values(path: Path, host: str, settings: dict) -> None:
+    """Values that reach a board (names, rates) must match controller.hostvalues' grammar."""
+    from controller.hostvalues import HostValueError, check_value, check_values
+
+    try:
+        check_value("agent_name", host, f"{path}: agents: host name ")
+        check_values(settings, f"{path}: agents.{host}.")
+    except HostValueError as exc:
+        raise ProfileError(str(exc)) from None

@@ -8,17 +8,21 @@ import sys
 import zmq
 
 from agent.protocol import Bye, Error, Hello, decode, encode
+from controller.keys import Enrolment
+from tests.conftest import agent_key_args
 
 
-def test_agent_says_hello_again_when_the_controller_does_not_know_it():
+def test_agent_says_hello_again_when_the_controller_does_not_know_it(keys):
     ctx = zmq.Context.instance()
     router = ctx.socket(zmq.ROUTER)
+    enrolment = Enrolment(keys)
+    enrolment.serve(router)
     router.setsockopt(zmq.LINGER, 0)
-    router.setsockopt(zmq.RCVTIMEO, 30000)
+    router.setsockopt(zmq.RCVTIMEO, 120_000)  # an agent process imports torch first: slow on a loaded machine
     router.bind("tcp://127.0.0.1:0")
     endpoint = router.getsockopt_string(zmq.LAST_ENDPOINT)
     agent = subprocess.Popen(
-        [sys.executable, "-m", "agent", "--connect", endpoint, "--name", "edge-9"],
+        [sys.executable, "-m", "agent", "--connect", endpoint, "--name", "edge-9", *agent_key_args(keys, "edge-9")],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -41,3 +45,4 @@ def test_agent_says_hello_again_when_the_controller_does_not_know_it():
         if agent.poll() is None:
             agent.kill()
         router.close()
+        enrolment.close()

@@ -105,8 +105,10 @@ def test_rapl_unreadable_counter_names_domain_and_error(tmp_path):
 
 def test_jetson_rails_from_hwmon_and_jtop(tmp_path):
     fake = FakeJtop()
-    s = JetsonSampler(hwmon_root=make_ina3221_tree(tmp_path), jtop_factory=lambda: fake)
-    assert fake.started and s.available()
+    s = JetsonSampler(
+        hwmon_root=make_ina3221_tree(tmp_path), jtop_factory=lambda: fake, serial_paths=[str(tmp_path / "none")]
+    )
+    assert fake.started and fake.ok() and s.available()
     r = s.read()
     assert r["power_VDD_GPU_SOC_w"] == 5000 * 1200 / 1e6  # mV * mA
     assert r["power_VDD_CPU_CV_w"] == 5000 * 800 / 1e6
@@ -122,7 +124,9 @@ def test_jetson_rails_from_hwmon_and_jtop(tmp_path):
     d = s.describe()
     assert d["rails"] == ["VDD_GPU_SOC", "VDD_CPU_CV", "VIN_SYS_5V0", "VDDQ_VDD2_1V8AO"]
     assert "sum of the rails listed" in d["total_note"] and "carrier board is not measured" in d["total_note"]
-    assert d["board"]["nvpmodel"] == "MAXN" and d["board"]["jetpack"] == "5.1.2"
+    assert d["board"]["nvpmodel"] == "MAXN" and d["board"]["jetpack"] == "6.1"
+    # no device-tree serial here: the board is named by jtop's serial number (jetson-stats 7.x)
+    assert d["device"] == "jetson:1421822056789"
     assert "INA3221" in d["source"]["power_VDD_GPU_SOC_w"] and "jtop" in d["source"]["ram_used_bytes"]
     s.close()
     assert fake.closed

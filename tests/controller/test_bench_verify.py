@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from agent.lm import CachedLM
+from agent.random_models import random_model
 from controller.batch import batched_logits
-from controller.bench import bench_verify, format_verify_table, random_llama
+from controller.bench import bench_verify, format_verify_table
 
 
 def test_bench_verify_tiny_on_cpu():
@@ -63,7 +64,7 @@ GPU_DRAFTER = {
 def test_batched_verification_on_gpu():
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    model = random_llama(GPU_TARGET, "cuda", torch.bfloat16)
+    model = random_model(GPU_TARGET, "cuda", torch.bfloat16)
     rng = random.Random(0)
     vocab = GPU_TARGET["vocab_size"]
     n = 8

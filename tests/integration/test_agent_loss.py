@@ -9,8 +9,11 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 
 import yaml
+
+from tests.conftest import agent_key_args
 
 
 def free_port() -> int:
@@ -25,7 +28,7 @@ def read_jsonl(path):
     return [json.loads(ln) for ln in path.read_text().splitlines() if ln.endswith("}")]
 
 
-def test_a_killed_remote_agent_is_lost_and_its_prompt_redone(tmp_path):
+def test_a_killed_remote_agent_is_lost_and_its_prompt_redone(tmp_path, keys):
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text(
         "".join(json.dumps({"id": f"c{i}", "prompt_token_ids": [0, 3 + 5 * i, 4 + i]}) + "\n" for i in range(8))
@@ -44,21 +47,22 @@ def test_a_killed_remote_agent_is_lost_and_its_prompt_redone(tmp_path):
     # the controller and the agents are separate processes, as on a testbed (no process to reap)
     run = subprocess.Popen(
         [sys.executable, "-m", "controller.cli", "run", str(path), "--out", str(out)]
-        + ["--bind", f"tcp://127.0.0.1:{port}", "--telemetry-port", str(tele)],
+        + ["--bind", f"tcp://127.0.0.1:{port}", "--telemetry-port", str(tele), "--keys", str(keys)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
     agents = {
         name: subprocess.Popen(
-            [sys.executable, "-m", "agent", "--connect", f"tcp://127.0.0.1:{port}", "--name", name],
+            [sys.executable, "-m", "agent", "--connect", f"tcp://127.0.0.1:{port}", "--name", name]
+            + agent_key_args(keys, name),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         for name in ("edge-0", "edge-1")
     }
     try:
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 400  # agent processes import torch first: slow on a loaded machine
         while sum(r["agent"] == "edge-1" for r in read_jsonl(out / "rounds.jsonl")) < 2:
             assert time.monotonic() < deadline, "edge-1 never drafted two rounds"
             assert run.poll() is None, run.stdout.read()
@@ -83,5 +87,15 @@ def test_a_killed_remote_agent_is_lost_and_its_prompt_redone(tmp_path):
     (segment,) = json.loads((out / "manifest.json").read_text())["segments"]
     assert segment["agents"]["edge-1"]["left"] == "its connection closed"
     assert segment["agents"]["edge-0"]["left"] is None and segment["agents"]["edge-0"]["prompts"] >= 1
+    # the abandoned attempt's rounds left rounds.jsonl: each round of each prompt once, no gap
+    assert max(Counter((r["prompt_id"], r["round"]) for r in rounds).values()) == 1
+    for o in outputs:
+        mine = sorted(r["round"] for r in rounds if r["prompt_id"] == o["prompt_id"])
+        assert mine == list(range(len(mine))), f"{o['prompt_id']}: rounds {mine}"
+        assert sum(r["emitted"] for r in rounds if r["prompt_id"] == o["prompt_id"]) == len(o["token_ids"])
+    discarded = read_jsonl(out / "discarded_rounds.jsonl")
+    assert segment["abandoned_rounds"] == len(discarded) and all(r["agent"] == "edge-1" for r in discarded)
+    if by_prompt[held]["agent"] == "edge-0":
+        assert {r["prompt_id"] for r in discarded} == {held}
     # frames it sent before dying are dropped quietly, not counted as protocol errors
     assert not segment["errors"].get("unknown_agent"), segment["errors"]

@@ -15,6 +15,8 @@ import numpy as np
 import zmq
 
 from agent.protocol import PROTOCOL_VERSION, Bye, Configure, DraftPayload, Error, Hello, decode, encode
+from agent.security import apply_client
+from controller.keys import Enrolment
 from controller.local import run_local
 from controller.profiles import load_experiment
 
@@ -32,7 +34,7 @@ def bad_payload(vocab: int, nan: bool = False, index: int | None = None) -> byte
     return encode(msg)
 
 
-def test_bad_frames_get_errors_and_the_run_finishes(tmp_path, tiny_pair):
+def test_bad_frames_get_errors_and_the_run_finishes(tmp_path, tiny_pair, keys):
     # Enough work that the agents are still generating after the rogue is done.
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(f'{{"id": "q{i}", "prompt_token_ids": [0, {2 + i}]}}\n' for i in range(40)))
@@ -52,16 +54,22 @@ def test_bad_frames_get_errors_and_the_run_finishes(tmp_path, tiny_pair):
 
     def run() -> None:
         result["run"] = run_local(
-            experiment, tmp_path / "run", target=tiny_pair[0], on_progress=on_progress, on_listening=on_listening
+            experiment,
+            tmp_path / "run",
+            target=tiny_pair[0],
+            on_progress=on_progress,
+            on_listening=on_listening,
+            keys_dir=keys,
         )
 
     thread = threading.Thread(target=run)
     thread.start()
     try:
         assert listening.wait(60)
-        assert first_round.wait(120), "the real agents never completed a round"
+        assert first_round.wait(400), "the real agents never completed a round"  # slow on a loaded machine
         ctx = zmq.Context.instance()
-        rogue = ctx.socket(zmq.DEALER)
+        rogue = ctx.socket(zmq.DEALER)  # an enrolled agent gone rogue: CURVE lets it in, the checks do not
+        apply_client(rogue, Enrolment(keys).client_keys("rogue"))
         rogue.setsockopt(zmq.RCVTIMEO, 20000)
         rogue.setsockopt(zmq.LINGER, 0)
         rogue.connect(endpoint[0])

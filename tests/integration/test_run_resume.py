@@ -17,6 +17,7 @@ import yaml
 
 from controller.experiment import RunError, expand_grid, run_experiment
 from controller.profiles import load_experiment
+from tests.conftest import agent_key_args
 
 PROFILE = {
     "name": "resume-test",
@@ -132,7 +133,7 @@ def test_a_used_folder_is_not_overwritten(tmp_path, profile):
     assert os.listdir(out) == ["keep.txt"]
 
 
-def test_run_with_remote_agents_and_an_agent_sweep(tmp_path, tiny_pair):
+def test_run_with_remote_agents_and_an_agent_sweep(tmp_path, tiny_pair, keys):
     """`specbed run --bind`: agents started elsewhere; the sweep over agents uses 1, then 2 of them."""
     import socket
 
@@ -148,7 +149,8 @@ def test_run_with_remote_agents_and_an_agent_sweep(tmp_path, tiny_pair):
     port, tele = free_port(), free_port()
     agents = [
         subprocess.Popen(
-            [sys.executable, "-m", "agent", "--connect", f"tcp://127.0.0.1:{port}", "--name", f"edge-{i}"],
+            [sys.executable, "-m", "agent", "--connect", f"tcp://127.0.0.1:{port}", "--name", f"edge-{i}"]
+            + agent_key_args(keys, f"edge-{i}"),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -156,7 +158,12 @@ def test_run_with_remote_agents_and_an_agent_sweep(tmp_path, tiny_pair):
     ]
     try:
         run_experiment(
-            str(path), tmp_path / "run", bind=f"tcp://127.0.0.1:{port}", telemetry_port=tele, target=tiny_pair[0]
+            str(path),
+            tmp_path / "run",
+            bind=f"tcp://127.0.0.1:{port}",
+            telemetry_port=tele,
+            target=tiny_pair[0],
+            keys_dir=keys,
         )
         # the agents left when the run said bye
         assert [a.wait(timeout=30) for a in agents] == [0, 0]

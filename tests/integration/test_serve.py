@@ -11,6 +11,7 @@ import pytest
 
 from controller.local import AgentsMissing, run_local
 from controller.profiles import load_experiment
+from tests.conftest import agent_key_args
 
 
 def free_port() -> int:
@@ -19,11 +20,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_remote_agent_is_served_and_sends_telemetry_to_the_fixed_port(tmp_path, tiny_pair):
+def test_remote_agent_is_served_and_sends_telemetry_to_the_fixed_port(tmp_path, tiny_pair, keys):
     port, tele_port = free_port(), free_port()
     log = open(tmp_path / "edge.log", "w")
     agent = subprocess.Popen(
-        [sys.executable, "-m", "agent", "--connect", f"tcp://127.0.0.1:{port}", "--name", "edge-1", "--threads", "1"],
+        [sys.executable, "-m", "agent", "--connect", f"tcp://127.0.0.1:{port}", "--name", "edge-1", "--threads", "1"]
+        + agent_key_args(keys, "edge-1"),
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -38,6 +40,7 @@ def test_remote_agent_is_served_and_sends_telemetry_to_the_fixed_port(tmp_path, 
             bind=f"tcp://127.0.0.1:{port}",
             telemetry_port=tele_port,
             on_status=statuses.append,
+            keys_dir=keys,
         )
     finally:
         agent.terminate()
@@ -47,6 +50,7 @@ def test_remote_agent_is_served_and_sends_telemetry_to_the_fixed_port(tmp_path, 
     assert statuses and statuses[0] == "waiting for agents: 0/1 ready"
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["kind"] == "remote"
+    assert manifest["security"]["mode"] == "curve" and "edge-1" in manifest["security"]["enrolled"]
     assert run.summary["telemetry"]["rows"].get("edge-1", 0) > 0
     # the agent reports the sampler families it lacks, with reasons, not only those it has
     families = {d["sampler"]: d for d in manifest["telemetry"]["edge-1"]}
@@ -54,11 +58,17 @@ def test_remote_agent_is_served_and_sends_telemetry_to_the_fixed_port(tmp_path, 
     assert all(d["available"] or d["missing_reason"] for d in families.values())
 
 
-def test_no_agent_in_time_is_an_error_and_the_run_folder_is_written(tmp_path, tiny_pair):
+def test_no_agent_in_time_is_an_error_and_the_run_folder_is_written(tmp_path, tiny_pair, keys):
     experiment = load_experiment("tiny")
     with pytest.raises(AgentsMissing, match=r"only 0 of 2 agents ready after 1 s \(ready: none\)"):
         run_local(
-            experiment, tmp_path / "run", agents=2, target=tiny_pair[0], bind="tcp://127.0.0.1:*", wait_agents_s=1.0
+            experiment,
+            tmp_path / "run",
+            agents=2,
+            target=tiny_pair[0],
+            bind="tcp://127.0.0.1:*",
+            wait_agents_s=1.0,
+            keys_dir=keys,
         )
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["prompts"] == 0 and summary["prompts_requested"] == len(experiment.prompts)

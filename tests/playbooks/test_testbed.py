@@ -19,11 +19,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from controller import testhosts
 
@@ -32,6 +34,7 @@ pytestmark = pytest.mark.slow
 NAMES = ["tb-server", "tb-orin-1", "tb-orin-2"]
 FIRST_INDEX = 200  # 10.231.200-202.x, sbr200..: clear of hosts a user made with the defaults
 PORT = 5599
+PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 
 
 def _missing() -> str | None:
@@ -98,6 +101,54 @@ def agent_pid(hosts: Path, name: str) -> int | None:
     return pid
 
 
+def ping(inventory: Path, host: str, tmp: Path) -> subprocess.CompletedProcess:
+    """An Ansible ping over SSH with a fresh connection (no multiplexed master to reuse)."""
+    control = tmp / "cp"
+    control.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "ansible"), host, "-i", str(inventory), "-m", "ansible.builtin.ping"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            **os.environ,
+            "ANSIBLE_CONFIG": str(PLAYBOOKS / "ansible.cfg"),
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control),
+            "ANSIBLE_TIMEOUT": "60",  # sshd's banner can take seconds on a loaded CI machine,
+        },
+    )
+
+
+def test_ssh_verifies_host_keys(hosts, tmp_path):
+    """The inventory names a known_hosts file with each host's key; a wrong or missing entry fails."""
+    inventory = yaml.safe_load((hosts / "inventory.yml").read_text())
+    assert "StrictHostKeyChecking=yes" in inventory["all"]["vars"]["ansible_ssh_common_args"]
+    ok = ping(hosts / "inventory.yml", NAMES[1], tmp_path / "right")
+    assert ok.returncode == 0 and '"ping": "pong"' in ok.stdout, ok.stdout + ok.stderr
+    lines = (hosts / "known_hosts").read_text().splitlines()
+    ip1, ip2 = (f"10.231.{FIRST_INDEX + i}.2" for i in (1, 2))
+    key2 = next(ln for ln in lines if ln.startswith(ip2 + " ")).split(" ", 1)[1]
+    for case, entries in {
+        "wrong": [f"{ip1} {key2}"],
+        "missing": [ln for ln in lines if not ln.startswith(ip1)],
+    }.items():
+        known = tmp_path / f"known_hosts.{case}"
+        known.write_text("\n".join(entries) + "\n")
+        args = inventory["all"]["vars"]["ansible_ssh_common_args"].replace(str(hosts / "known_hosts"), str(known))
+        bad = tmp_path / f"inventory.{case}.yml"
+        bad.write_text(
+            yaml.safe_dump(
+                {
+                    **inventory,
+                    "all": {**inventory["all"], "vars": {**inventory["all"]["vars"], "ansible_ssh_common_args": args}},
+                }
+            )
+        )
+        out = ping(bad, NAMES[1], tmp_path / case)
+        assert out.returncode != 0, f"{case} known_hosts entry accepted: {out.stdout}"
+        assert "UNREACHABLE" in out.stdout and "Host key verification failed" in out.stdout + out.stderr, out.stdout
+
+
 def test_testbed_profile_agrees_with_the_inventory(hosts):
     out = specbed("testbed", "check", str(hosts / "testbed.yaml"))
     assert out.returncode == 0, out.stdout
@@ -106,7 +157,8 @@ def test_testbed_profile_agrees_with_the_inventory(hosts):
 
 def test_site_twice_second_run_changes_nothing(hosts):
     tb = str(hosts / "testbed.yaml")
-    first = specbed("provision", "--testbed", tb, "-e", f"controller_port={PORT}")
+    keys = str(hosts / "keys")  # made by provision (`specbed keys`): the boards get theirs, serve enrols them
+    first = specbed("provision", "--testbed", tb, "--keys", keys, "-e", f"controller_port={PORT}")
     assert first.returncode == 0, first.stdout[-4000:]
     assert recap(first.stdout) | {"changed": 0} == {"hosts": 3, "changed": 0, "failed": 0, "unreachable": 0}
     assert recap(first.stdout)["changed"] >= 2  # fresh hosts: at least the two agents were installed
@@ -115,7 +167,7 @@ def test_site_twice_second_run_changes_nothing(hosts):
         assert (root / "venv" / "bin" / "python").exists()
         assert f"tcp://10.231.{FIRST_INDEX + NAMES.index(name)}.1:{PORT}" in (root / "config" / "agent.env").read_text()
         assert any((root / "cache" / "models").iterdir()), "drafter files were not copied to the board"
-    second = specbed("provision", "--testbed", tb, "-e", f"controller_port={PORT}")
+    second = specbed("provision", "--testbed", tb, "--keys", keys, "-e", f"controller_port={PORT}")
     assert second.returncode == 0, second.stdout[-4000:]
     assert recap(second.stdout) == {"hosts": 3, "changed": 0, "failed": 0, "unreachable": 0}, second.stdout[-4000:]
 
@@ -142,12 +194,44 @@ def test_shape_applies_tbf_on_the_device_uplinks(hosts):
     assert recap(again.stdout)["changed"] == 0
 
 
+def test_shape_applies_htb_with_argv_and_refuses_injection(hosts, tmp_path):
+    tb = str(hosts / "testbed.yaml")
+    out = specbed("shape", "--testbed", tb, "--qdisc", "htb", "--rate", "5mbit")
+    assert out.returncode == 0, out.stdout[-4000:]
+    for i, name in enumerate(NAMES[1:], start=FIRST_INDEX + 1):
+        assert "qdisc htb 1: root" in in_ns(name, "tc", "qdisc", "show", "dev", f"sbh{i}", "root")
+        cls = in_ns(name, "tc", "class", "show", "dev", f"sbh{i}")
+        assert "class htb 1:10 root" in cls and "rate 5Mbit ceil 5Mbit" in cls, cls
+    # refused by the CLI before any playbook runs
+    refused = specbed("shape", "--testbed", tb, "--qdisc", "htb", "--rate", "1mbit; touch X #")
+    assert refused.returncode == 2 and "--rate: uplink_rate: '1mbit; touch X #' is not a tc rate" in refused.stdout
+    assert "PLAY" not in refused.stdout
+    # and by the role itself, when the playbook is run by hand
+    marker = tmp_path / "injected"
+    direct = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(hosts / "inventory.yml"), "shape.yml"]
+        + ["-e", json.dumps({"shape_qdisc": "htb", "uplink_rate": f"1mbit; touch {marker} #"})],
+        capture_output=True,
+        text=True,
+        cwd=PLAYBOOKS,
+        timeout=300,
+        env={**os.environ, "ANSIBLE_CONFIG": str(PLAYBOOKS / "ansible.cfg")},
+    )
+    assert direct.returncode != 0
+    assert "is not a tc rate such as 10mbit" in direct.stdout, direct.stdout[-3000:]
+    assert not marker.exists()
+    for i, name in enumerate(NAMES[1:], start=FIRST_INDEX + 1):  # the shaping in place is untouched
+        assert "rate 5Mbit" in in_ns(name, "tc", "class", "show", "dev", f"sbh{i}")
+
+
 def test_quickstart_served_to_the_namespace_agents(hosts):
     run = hosts / "run"
     out = specbed(
         "serve",
         "--bind",
         f"tcp://0.0.0.0:{PORT}",
+        "--keys",
+        str(hosts / "keys"),
         "--agents",
         "2",
         "--profile",
@@ -161,6 +245,8 @@ def test_quickstart_served_to_the_namespace_agents(hosts):
     summary = json.loads((run / "summary.json").read_text())
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["kind"] == "remote"
+    assert manifest["security"]["mode"] == "curve"  # only the enrolled boards were served
+    assert manifest["security"]["enrolled"] == ["tb-orin-1", "tb-orin-2"]
     assert summary["prompts"] == summary["prompts_requested"] == 4
     assert set(summary["agents"]) == {"tb-orin-1", "tb-orin-2"}
     assert all(a["prompts"] >= 1 and a["clock"]["samples"] > 0 for a in summary["agents"].values())
@@ -192,6 +278,36 @@ def test_agents_stop_and_shaping_removed(hosts):
     removed = specbed("shape", "--testbed", tb, "--remove")
     assert removed.returncode == 0, removed.stdout[-4000:]
     assert "qdisc tbf" not in in_ns(NAMES[1], "tc", "qdisc", "show", "dev", f"sbh{FIRST_INDEX + 1}", "root")
+
+
+def test_deploy_distributes_each_board_its_key(hosts, tmp_path):
+    """Each board gets its own secret key and the controller's public key, 0600, never printed."""
+    import zmq.auth
+
+    keys = tmp_path / "keys"
+    (keys / "agents").mkdir(parents=True)
+    zmq.auth.create_certificates(str(keys), "controller")
+    for name in NAMES[1:]:
+        zmq.auth.create_certificates(str(keys / "agents"), name)
+    out = specbed("deploy", "-i", str(hosts / "inventory.yml"), "--keys", str(keys), "--limit", "jetsons")
+    assert out.returncode == 0, out.stdout[-4000:]
+    for name in NAMES[1:]:
+        root = hosts / "hosts" / name / "root"
+        secret = root / "keys" / "agent.key_secret"
+        assert secret.read_bytes() == (keys / "agents" / f"{name}.key_secret").read_bytes()
+        assert (root / "keys" / "controller.key").read_bytes() == (keys / "controller.key").read_bytes()
+        for path in (secret, root / "keys" / "controller.key"):
+            assert path.stat().st_mode & 0o777 == 0o600 and path.stat().st_uid == 0
+        assert (root / "keys").stat().st_mode & 0o777 == 0o700
+        env = (root / "config" / "agent.env").read_text()
+        assert f"SPECBED_KEY={root}/keys/agent.key_secret" in env
+        assert f"SPECBED_SERVER_KEY={root}/keys/controller.key" in env
+        assert (
+            'set -- "$@" --key "$SPECBED_KEY" --server-key "$SPECBED_SERVER_KEY"'
+            in (root / "bin" / "specbed-agent").read_text()
+        )
+        secret_z85 = [ln for ln in secret.read_text().splitlines() if "secret-key" in ln][0].split('"')[1]
+        assert secret_z85 not in out.stdout  # no_log
 
 
 def test_jetson_tasks_in_check_mode_with_board_facts(hosts):
@@ -236,3 +352,99 @@ def test_server_role_fails_clearly_without_a_gpu(hosts):
     assert out.returncode == 1
     assert f"{NAMES[0]}: {NAMES[0]}: nvidia-smi failed" in out.stdout
     assert "Install the NVIDIA driver" in out.stdout
+
+
+# --- what a board's environment keeps: the system's jtop, its own torch ----------------------------
+
+
+def agent_python(hosts: Path, name: str) -> str:
+    return str(hosts / "hosts" / name / "root" / "venv" / "bin" / "python")
+
+
+def test_agent_venv_imports_a_system_installed_jtop(hosts, tmp_path):
+    """jetson-stats lives in the system Python next to its service; the agent's venv must see it."""
+    import yaml
+
+    base = yaml.safe_load((hosts / "inventory.yml").read_text())["all"]["vars"]["specbed_python"]
+    site_dir = subprocess.run(
+        [base, "-c", "import site; print(site.getsitepackages()[0])"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    standin = tmp_path / "standin"
+    (standin / "jtop").mkdir(parents=True)
+    (standin / "jtop" / "__init__.py").write_text(
+        "STANDIN = 'system jtop'\n\nclass jtop:\n    def start(self):\n        raise ConnectionError('stand-in')\n"
+    )
+    pth = Path(site_dir) / f"specbed-test-jtop-{os.getpid()}.pth"
+    pth.write_text(f"{standin}\n")  # installed into the system Python, as `pip3 install jetson-stats` would
+    try:
+        probe = [agent_python(hosts, NAMES[1]), "-c", "import jtop; print(jtop.STANDIN, jtop.__file__)"]
+        out = subprocess.run(probe, capture_output=True, text=True)
+    finally:
+        pth.unlink()
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("system jtop " + str(standin)), out.stdout
+
+
+def changed_wheel(out_dir: Path) -> Path:
+    """The specbed wheel with one file more (a new build of changed sources), RECORD updated."""
+    import base64
+    import hashlib
+    import zipfile
+
+    from controller.provision import build_wheel
+
+    wheel = build_wheel(out_dir / "built")
+    changed = out_dir / wheel.name
+    marker = b"# a changed specbed\n"
+    digest = base64.urlsafe_b64encode(hashlib.sha256(marker).digest()).rstrip(b"=").decode()
+    with zipfile.ZipFile(wheel) as src, zipfile.ZipFile(changed, "w", zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename.endswith(".dist-info/RECORD"):
+                data += f"agent/_deploy_marker.py,sha256={digest},{len(marker)}\n".encode()
+            dst.writestr(item, data)
+        dst.writestr("agent/_deploy_marker.py", marker)
+    return changed
+
+
+def test_deploy_of_a_changed_wheel_keeps_the_boards_torch(hosts, tmp_path):
+    """A stand-in for NVIDIA's Jetson torch in the agent's venv survives `specbed deploy` with dependencies on."""
+    name = NAMES[1]
+    python = agent_python(hosts, name)
+    site_dir = Path(
+        subprocess.run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
+    dist = site_dir / "torch-2.8.0+l4t36.standin.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: torch\nVersion: 2.8.0+l4t36.standin\n")
+    (dist / "INSTALLER").write_text("nvidia\n")
+    (dist / "RECORD").write_text(f"{dist.name}/METADATA,,\n{dist.name}/INSTALLER,,\n{dist.name}/RECORD,,\n")
+    try:
+        out = specbed(
+            "deploy",
+            "-i",
+            str(hosts / "inventory.yml"),
+            "--limit",
+            name,
+            "-e",
+            f"specbed_wheel={changed_wheel(tmp_path)}",
+            "-e",
+            "specbed_install_deps=true",  # a board that reaches the package index installs dependencies
+            "-e",
+            "specbed_pip_extra_args=--no-index",  # ... but none may be fetched: every one is there already
+            "-e",
+            f"controller_port={PORT}",
+        )
+        assert out.returncode == 0, out.stdout[-4000:]
+        shown = subprocess.run([python, "-m", "pip", "show", "torch"], capture_output=True, text=True).stdout
+        assert "Version: 2.8.0+l4t36.standin" in shown, shown
+        assert (site_dir / "agent" / "_deploy_marker.py").is_file(), "the changed wheel was not installed"
+        pins = (hosts / "hosts" / name / "root" / "config" / "constraints.txt").read_text()
+        assert "torch==2.8.0+l4t36.standin" in pins
+    finally:
+        shutil.rmtree(dist, ignore_errors=True)
