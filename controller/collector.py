@@ -26,6 +26,11 @@ from controller.keys import Enrolment
 log = logging.getLogger(__name__)
 
 
+#: Called with (host, columns, rows) for every batch of telemetry rows written, in any collector
+#: of this process (the live view reads power from it); ``controller.live`` adds and removes itself.
+ROW_LISTENERS: list = []
+
+
 class TelemetryCollector:
     """Receives and writes telemetry in a background thread."""
 
@@ -80,6 +85,8 @@ class TelemetryCollector:
                     writer.writerow(["" if (i := where.get(c)) is None or row[i] is None else row[i] for c in header])
             fh.flush()
             self.rows[host] += len(rows)
+        for listener in list(ROW_LISTENERS):
+            listener(host, columns, rows)
 
     def _handle(self, frame: zmq.Frame) -> None:
         try:

@@ -212,6 +212,8 @@ class Progress:
     tokens: int
     tokens_per_s: float | None
     status: str = ""
+    record: dict | None = None  # the round just recorded (None: a prompt finished or a status changed)
+    output: bool = False  # a prompt just finished
 
 
 # --- the runner ----------------------------------------------------------------------------------
@@ -363,12 +365,15 @@ class _Segment:
         self.prompts_done = self.prompts_total = 0
 
     # progress
-    def _tell(self, point: GridPoint | None, prompts_done: int, prompts: int, status: str = "") -> None:
+    def _tell(
+        self, point: GridPoint | None, prompts_done: int, prompts: int, status: str = "", **event: object
+    ) -> None:
         if self.on_progress:
             elapsed = time.monotonic() - self.t_point
             rate = self.tokens / elapsed if point is not None and elapsed > 0 and self.tokens else None
             index = self.grid.index(point) + 1 if point is not None else 0
-            self.on_progress(Progress(index, len(self.grid), point, prompts_done, prompts, self.tokens, rate, status))
+            progress = Progress(index, len(self.grid), point, prompts_done, prompts, self.tokens, rate, status, **event)
+            self.on_progress(progress)
 
     def run(self, bind, telemetry_port, wait_agents_s, agent_threads, keys_dir=None, insecure=False) -> None:
         from controller.collector import TelemetryCollector
@@ -488,7 +493,7 @@ class _Segment:
         self.job_agent[row["prompt_id"]] = row["agent"]  # the agent that finished a prompt ran all of it
         self.rounds.write(row)
         self.tokens += row["emitted"]
-        self._tell(self.current, self.prompts_done, self.prompts_total)
+        self._tell(self.current, self.prompts_done, self.prompts_total, record=row)
 
     def _on_output(self, job: Job) -> None:
         from controller.local import decode_text
@@ -514,7 +519,7 @@ class _Segment:
         )
         self.done.add((self.current.id, job.prompt_id))
         self.prompts_done += 1
-        self._tell(self.current, self.prompts_done, self.prompts_total)
+        self._tell(self.current, self.prompts_done, self.prompts_total, output=True)
 
     # --- points ------------------------------------------------------------------------------
     def _run_point(self, point: GridPoint, controller, procs, wait_agents_s) -> None:

@@ -89,6 +89,8 @@ def make_report(run, rows: list[dict]) -> Path:
         ("tokens_per_s", "tok/s"),
         ("mean_tokens_per_round", "tok/round"),
         ("acceptance_rate", "α"),
+        ("mean_acceptance_length", "acc. len"),
+        ("acceptance_rate_per_position", "α per position"),
         ("bytes_up_per_draft_token", "B/draft tok"),
         ("latency_per_token_ms", "ms/tok"),
         ("energy_j_per_token", "J/tok"),

@@ -114,9 +114,27 @@ def host_facts() -> dict[str, Any]:
     return facts
 
 
+#: Distributions whose version shapes a measurement (numbers, timing, sampling, the wire).
+MEASURING_PACKAGES = (
+    "specbed",
+    "torch",
+    "transformers",
+    "safetensors",
+    "accelerate",
+    "gguf",
+    "numpy",
+    "pyzmq",
+    "msgpack",
+    "psutil",
+    "nvidia-ml-py",
+    "jetson-stats",
+)
+
+
 def versions() -> dict[str, str | None]:
+    """Installed version of each of ``MEASURING_PACKAGES`` (None: not installed)."""
     out: dict[str, str | None] = {}
-    for dist in ("specbed", "torch", "transformers", "pyzmq", "msgpack", "numpy"):
+    for dist in MEASURING_PACKAGES:
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -211,7 +229,10 @@ class RunWriter:
 def summarise(
     rounds: list[RoundRecord], vocab_size: int, wall_s: float, errors: dict[str, int], agents: dict[str, Any]
 ) -> dict[str, Any]:
-    """Totals over a run.  Rates use the generation wall time ``wall_s``."""
+    """Totals over a run.  Rates use the generation wall time ``wall_s``; acceptance figures as vLLM's
+    (``controller.acceptance_metrics``)."""
+    from controller.acceptance_metrics import acceptance_figures
+
     drafted = sum(r.draft_length for r in rounds)
     accepted = sum(r.accepted for r in rounds)
     emitted = sum(r.emitted for r in rounds)
@@ -237,4 +258,12 @@ def summarise(
         "errors_total": sum(errors.values()),
         "agents": agents,
         "bytes_note": "ZMTP 3 frame bytes (msgpack body + frame header) as received; TCP/IP headers excluded",
+        **acceptance_figures(rounds),
     }
+
+
+def load_run(run_dir: str | Path) -> Any:
+    """A run folder as pandas DataFrames (``controller.rundata.Run``); needs the ``data`` extra."""
+    from controller.rundata import load_run as load
+
+    return load(run_dir)

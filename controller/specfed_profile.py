@@ -35,15 +35,12 @@ from controller.profiles import (
     ModelPair,
     ProfileError,
     Prompt,
-    _read_yaml,
-    _resolve,
-    _typed,
-    _unknown,
     load_generation,
     load_links,
     load_model_pair,
     select_prompts,
 )
+from controller.profiles.loaders import _read_yaml, _resolve, _typed, _unknown
 
 SPECFED = "specfed"
 DRAFTER_PLACES = ("controller",)

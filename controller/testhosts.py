@@ -269,10 +269,8 @@ def down(out_dir: Path, quiet: bool = False) -> None:
         print(f"test hosts in {out_dir} are down")
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    p = argparse.ArgumentParser(prog="specbed testhosts", description=__doc__.split("\n\n")[0])
+def add_arguments(p) -> None:
+    """``up`` and ``down`` on an argparse parser (``specbed testhosts`` and ``main``)."""
     sub = p.add_subparsers(dest="cmd", required=True)
     u = sub.add_parser("up", help="create namespace hosts with sshd and write DIR/inventory.yml")
     u.add_argument("--dir", default="testhosts", help="state folder (keys, sshd configs, install roots)")
@@ -286,7 +284,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     d = sub.add_parser("down", help="stop the hosts' processes and delete their namespaces")
     d.add_argument("--dir", default="testhosts")
-    args = p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="specbed testhosts", description=__doc__.split("\n\n")[0])
+    add_arguments(p)
+    return run(p.parse_args(argv))
+
+
+def run(args) -> int:
+    """``up`` or ``down`` with parsed options; the exit status."""
     try:
         if args.cmd == "up":
             inv = up(Path(args.dir), args.names.split(","), args.servers, first_index=args.first_index)

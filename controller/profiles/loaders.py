@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, make_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,65 +22,39 @@ import yaml
 
 from agent.codec import RECONSTRUCTIONS
 from agent.models import ModelError, validate_spec
-from agent.protocol import DENSE, INDEX_DTYPES, PROB_DTYPES, SAMPLING_MODES
+from agent.protocol import PROB_DTYPES, SAMPLING_MODES
 from controller.liveness import load_liveness
-
-PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
-
-
-class ProfileError(Exception):
-    """A profile that cannot be used; the message names the file and the field."""
-
-
-@dataclass(frozen=True)
-class Generation:
-    """Generation settings of an experiment."""
-
-    temperature: float = 0.0  # 0 = greedy
-    draft_length: int = 4  # γ
-    top_k: int = 8  # K
-    prob_dtype: str = "float16"
-    sampling: str = "full"  # "full" | "top-k"
-    reconstruction: str = "tail-fill"  # "renormalise" | "tail-fill"
-    index_dtype: str = "auto"  # "auto" (narrowest for the vocabulary) | uint8 | uint16 | uint32 | "none" (dense)
-    max_new_tokens: int = 48
-    seed: int = 0
-    draft_policy: str = "fixed"  # "fixed" | "tkslt" | a registered name | "module:Class"
-    gamma_max: int = 16  # the largest γ an adaptive policy may choose
-    uplink_rate_bps: float | None = None  # emulated uplink rate of every agent (overrides links.up.rate_bps)
-    # "off": verify each payload on arrival; "homogeneous": wait for every busy agent, one forward pass;
-    # "heterogeneous": one pass over whatever arrived within batch_window_s of the first; "auto": the
-    # bandwidth policy's mode (homogeneous for equal-split and multispin-homogeneous, heterogeneous
-    # for multispin-heterogeneous, else off)
-    batching: str = "auto"
-    batch_window_s: float = 0.02
-    # sharing links.band_hz among the agents: "none" | "equal-split" (B/U each, fixed γ) |
-    # "multispin-homogeneous" | "multispin-heterogeneous" (ALGORITHMS.md section 5)
-    bandwidth_policy: str = "none"
-    realloc_rounds: int = 8  # re-solve the allocation after this many verified rounds (all agents together)
-
-
-INDEX_ENCODINGS = ("auto", *INDEX_DTYPES, DENSE)
-#: Experiment fields a sweep may vary: the generation settings plus ``agents``.
-SWEEPABLE = (
-    "top_k",
-    "draft_length",
-    "prob_dtype",
-    "index_dtype",
-    "reconstruction",
-    "sampling",
-    "temperature",
-    "draft_policy",
-    "uplink_rate_bps",
-    "batching",
-    "batch_window_s",
-    "bandwidth_policy",
-    "agents",
+from controller.profiles.base import ProfileError, check
+from controller.profiles.device import DeviceProfile
+from controller.profiles.experiment import (
+    BANDWIDTH_POLICIES,
+    BASELINES,
+    BATCHING_MODES,
+    INDEX_ENCODINGS,
+    SWEEPABLE,
+    ExperimentProfile,
+    GenerationProfile,
 )
-BATCHING_MODES = ("auto", "off", "homogeneous", "heterogeneous")
-BANDWIDTH_POLICIES = ("none", "equal-split", "multispin-homogeneous", "multispin-heterogeneous")
-#: Baselines an experiment may measure beside its distributed top-K grid.
-BASELINES = ("target-only", "colocated", "full-distribution")
+from controller.profiles.models import ModelPairProfile
+from controller.profiles.testbed import TestbedProfile
+
+PROFILES_DIR = Path(__file__).resolve().parent.parent.parent / "profiles"
+
+
+def _generation_dataclass() -> type:
+    """``Generation``: a frozen dataclass with ``GenerationProfile``'s fields and defaults.
+
+    One place per setting: a new generation field is added to
+    ``controller.profiles.experiment.GenerationProfile`` only.
+    """
+    spec = [(n, f.annotation, field(default=f.default)) for n, f in GenerationProfile.model_fields.items()]
+    cls = make_dataclass("Generation", spec, frozen=True)
+    cls.__module__ = __name__
+    cls.__doc__ = "Generation settings of an experiment (fields: ``GenerationProfile``)."
+    return cls
+
+
+Generation = _generation_dataclass()
 
 
 @dataclass(frozen=True)
@@ -180,7 +154,7 @@ def _unknown(path: Path, where: str, data: dict, allowed: set[str] | tuple) -> N
 def load_model_pair(ref: str) -> ModelPair:
     path = _resolve(ref, "models", ".yaml")
     data = _read_yaml(path)
-    _unknown(path, "model pair", data, {"name", "target", "drafter"})
+    check(ModelPairProfile, data, path, "model pair")
     for role in ("target", "drafter"):
         if role not in data:
             raise ProfileError(f"{path}: {role}: missing (a model spec with a 'source')")
@@ -296,6 +270,7 @@ def load_device(ref: str, where: str = "device") -> Device:
     """``profiles/devices/NAME.yaml``."""
     path = _resolve(ref, "devices", ".yaml")
     data = _read_yaml(path)
+    check(DeviceProfile, data, path, where)
     allowed = {
         "name",
         "role",
@@ -561,24 +536,7 @@ def load_sweep(path: Path, data: Any, base: Generation) -> dict[str, list]:
     return sweep
 
 
-EXPERIMENT_FIELDS = {
-    "name",
-    "description",
-    "models",
-    "prompts",
-    "agents",
-    "generation",
-    "telemetry",
-    "sweep",
-    "baselines",
-    "distributed",
-    "repetitions",
-    "seeds",
-    "devices",
-    "links",
-    "dtype",
-    "liveness",
-}
+EXPERIMENT_FIELDS = set(ExperimentProfile.model_fields)
 
 
 def load_experiment(ref: str, prompts: str | None = None, **overrides: Any) -> Experiment:
@@ -590,7 +548,12 @@ def load_experiment(ref: str, prompts: str | None = None, **overrides: Any) -> E
     """
     path = _resolve(ref, "experiments", ".yaml")
     data = _read_yaml(path)
-    _unknown(path, "experiment", data, EXPERIMENT_FIELDS)
+    from controller.placement import load_dtypes
+
+    # these sections' own loaders first: their messages name the role or the setting
+    dtypes = load_dtypes(path, data.get("dtype"))
+    liveness = load_liveness(path, data.get("liveness"))
+    check(ExperimentProfile, data, path, "experiment")
     telemetry = data.get("telemetry") or {}
     if not isinstance(telemetry, dict):
         raise ProfileError(f"{path}: telemetry: expected a mapping with rate_hz")
@@ -667,9 +630,6 @@ def load_experiment(ref: str, prompts: str | None = None, **overrides: Any) -> E
     except ProfileError as exc:
         raise ProfileError(f"{path}: models: {exc}") from None
     links = load_links(path, data.get("links"))
-    from controller.placement import load_dtypes
-
-    dtypes = load_dtypes(path, data.get("dtype"))
     policies = {generation.bandwidth_policy, *sweep.get("bandwidth_policy", [])}
     policies |= {v.get("bandwidth_policy") for v in sweep.get("variants", [])} - {None}
     if policies - {"none"} and "band_hz" not in links:
@@ -693,7 +653,7 @@ def load_experiment(ref: str, prompts: str | None = None, **overrides: Any) -> E
         agent_device=picked["agents"],
         links=links,
         dtypes=dtypes,
-        liveness=load_liveness(path, data.get("liveness")),
+        liveness=liveness,
     )
 
 
@@ -721,7 +681,7 @@ class Testbed:
 def load_testbed(ref: str) -> Testbed:
     path = _resolve(ref, "testbeds", ".yaml")
     data = _read_yaml(path)
-    _unknown(path, "testbed", data, {"name", "inventory", "controller", "agents"})
+    check(TestbedProfile, data, path, "testbed")
     for key in ("inventory", "controller"):
         _typed(path, key, data.get(key), str, "a string")
     agents = _typed(path, "agents", data.get("agents"), dict, "a mapping of host name to settings")
