@@ -158,11 +158,15 @@ def test_an_agent_that_leaves_gives_its_share_to_the_others(tmp_path, tiny_pair)
     watcher.join(timeout=5)
     assert killed.is_set(), "agent-2 was never killed"
     assert len(outputs) == 9  # its unfinished prompt went to the others
-    last_of_2 = max(r["ctrl_reply_ns"] for r in rounds if r["agent"] == "agent-2")
+    # agent-2's rounds of the prompt it was killed in were moved to discarded_rounds.jsonl (redone by the others)
+    discarded_file = tmp_path / "leave" / "discarded_rounds.jsonl"
+    discarded = [json.loads(x) for x in discarded_file.read_text().splitlines()] if discarded_file.exists() else []
+    assert discarded and {r["agent"] for r in discarded} == {"agent-2"}
+    last_of_2 = max(r["ctrl_reply_ns"] for r in rounds + discarded if r["agent"] == "agent-2")
     after = [r for r in rounds if r["ctrl_recv_ns"] > last_of_2]
     assert {r["agent"] for r in after} == {"agent-0", "agent-1"}
     # every payload used a third of the band while three agents shared it, half once two did
-    assert {round(r["band_hz"]) for r in rounds} == {round(band / 3), round(band / 2)}
+    assert {round(r["band_hz"]) for r in rounds + discarded} == {round(band / 3), round(band / 2)}
     for name in ("agent-0", "agent-1"):
         mine = [r for r in after if r["agent"] == name]
         assert mine[-1]["band_hz"] == pytest.approx(band / 2)
