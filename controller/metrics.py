@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 class MetricsServer:
     """Counters in a registry of their own, served over HTTP at ``port`` (0: a free port) until ``close``."""
 
-    def __init__(self, port: int, addr: str = "0.0.0.0") -> None:
+    def __init__(self, port: int, addr: str = "127.0.0.1") -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
         self.registry = CollectorRegistry()

@@ -18,7 +18,13 @@ def add_live_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         metavar="PORT",
-        help="serve Prometheus metrics at http://0.0.0.0:PORT/metrics during the run (0: a free port, logged)",
+        help="serve Prometheus metrics at http://ADDR:PORT/metrics during the run (0: a free port, logged)",
+    )
+    parser.add_argument(
+        "--metrics-bind",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="address the metrics endpoint listens on (default 127.0.0.1: this host only; 0.0.0.0 for a scraper elsewhere)",
     )
 
 
@@ -37,8 +43,9 @@ def observing(args: argparse.Namespace, extra: Any = None) -> Iterator[Any]:
     if args.metrics_port is not None:
         from controller.metrics import MetricsServer
 
-        metrics = MetricsServer(args.metrics_port)
-        print(f"Prometheus metrics at http://0.0.0.0:{metrics.port}/metrics", file=sys.stderr, flush=True)
+        addr = getattr(args, "metrics_bind", "127.0.0.1")
+        metrics = MetricsServer(args.metrics_port, addr)
+        print(f"Prometheus metrics at http://{addr}:{metrics.port}/metrics", file=sys.stderr, flush=True)
     stats = RoundStats()
     console = Console()
     live = console.is_terminal and not args.no_live and not getattr(args, "json", False)
