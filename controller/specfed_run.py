@@ -151,6 +151,8 @@ class SpecFedRun:
             manifest["errors"] = dict(self.pool.errors)
             manifest["worker_exit_codes"] = {n: p.returncode for n, p in self.procs.items()}
             self.pool.close()
+            manifest["security"] = self.enrolment.describe()  # with the refused peers, if any
+            self.enrolment.close()  # the ZAP handler and throwaway keys go with the run
             self.rounds.close()
             self.outputs.close()
 

@@ -19,6 +19,7 @@ import yaml
 
 from agent.models import ModelError
 from controller.experiment import run_experiment
+from controller.keys import make_keys
 from controller.local import run_local
 from controller.profiles import PROFILES_DIR, load_experiment
 
@@ -65,9 +66,12 @@ def test_local_loads_target_and_drafters_in_the_profiles_dtype(tmp_path):
 def test_serve_tells_a_remote_agent_where_to_draft(tmp_path, tiny_pair):
     """The agent is started with --device cuda; the profile's cpu-host agents and bfloat16 win."""
     port = free_port()
+    keys = tmp_path / "keys"
+    make_keys(keys, ["edge-1"])  # a remote agent is enrolled (SECURITY.md)
     log = open(tmp_path / "edge.log", "w")
     agent = subprocess.Popen(
-        [sys.executable, "-m", "agent", "--connect", f"tcp://127.0.0.1:{port}", "--name", "edge-1", "--device", "cuda"],
+        [sys.executable, "-m", "agent", "--connect", f"tcp://127.0.0.1:{port}", "--name", "edge-1", "--device", "cuda"]
+        + ["--key", str(keys / "agents" / "edge-1.key_secret"), "--server-key", str(keys / "controller.key")],
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -80,6 +84,7 @@ def test_serve_tells_a_remote_agent_where_to_draft(tmp_path, tiny_pair):
             target=tiny_pair[0],
             bind=f"tcp://127.0.0.1:{port}",
             telemetry_port=free_port(),
+            keys_dir=keys,
         )
     finally:
         agent.terminate()
