@@ -57,7 +57,8 @@ def hosts(tmp_path_factory):
     state = tmp_path_factory.mktemp("testhosts")
     testhosts.up(state, NAMES, servers=1, first_index=FIRST_INDEX)
     try:
-        rc = specbed("testbed", "generate", "-i", str(state / "inventory.yml"), "--out", str(state / "testbed.yaml"))
+        # --out is a folder: the profile is DIR/<name>.yaml, here state/testbed.yaml
+        rc = specbed("testbed", "generate", "-i", str(state / "inventory.yml"), "--name", "testbed", "--out", str(state))
         assert rc.returncode == 0, rc.stdout
         yield state
     finally:
