@@ -58,7 +58,9 @@ def hosts(tmp_path_factory):
     testhosts.up(state, NAMES, servers=1, first_index=FIRST_INDEX)
     try:
         # --out is a folder: the profile is DIR/<name>.yaml, here state/testbed.yaml
-        rc = specbed("testbed", "generate", "-i", str(state / "inventory.yml"), "--name", "testbed", "--out", str(state))
+        rc = specbed(
+            "testbed", "generate", "-i", str(state / "inventory.yml"), "--name", "testbed", "--out", str(state)
+        )
         assert rc.returncode == 0, rc.stdout
         yield state
     finally:
