@@ -25,6 +25,7 @@ from agent.protocol import (
     _check,
     _int,
     _link,
+    _one_of,
     _times,
 )
 
@@ -113,17 +114,8 @@ class ScorePayload(Message):
         rnd = _int(fields[1], "round")
         gamma = _int(fields[2], "draft_length", 1, 1024)
         k = _int(fields[3], "top_k", 1, 1 << 20)
-        index_name, prob_name = fields[4], fields[5]
-        _check(
-            isinstance(index_name, str) and index_name in WIRE_INDEX_DTYPES,
-            "bad_dtype",
-            f"index dtype {index_name!r} not in {list(WIRE_INDEX_DTYPES)}",
-        )
-        _check(
-            isinstance(prob_name, str) and prob_name in PROB_DTYPES,
-            "bad_dtype",
-            f"prob dtype {prob_name!r} not in {list(PROB_DTYPES)}",
-        )
+        index_name = _one_of(fields[4], WIRE_INDEX_DTYPES, "bad_dtype", "index dtype")
+        prob_name = _one_of(fields[5], PROB_DTYPES, "bad_dtype", "prob dtype")
         rows = gamma + 1
         dense = index_name == DENSE
         prob_dt = PROB_DTYPES[prob_name]
