@@ -582,8 +582,11 @@ class Controller:
         check_echo(session.settings, session.next_gamma, msg)
         session.waiting_since_ns = 0
         session.staged = (msg, frame_len, t_recv, t_decoded)
-        # uplink ends at the later of the send and the controller's last idle moment; the rest is queue
-        session.t_ready = min(t_recv, max(session.clock.to_controller(msg.times[2]), self.idle_until_ns))
+        # uplink ends at the latest of: the send plus the time an emulated link held the frame (it
+        # cannot have arrived sooner) and the controller's last idle moment; the rest is queue
+        held_ns = int(min(max(float((msg.link or {}).get("up_s") or 0.0), 0.0), 3600.0) * 1e9)
+        sent = session.clock.to_controller(msg.times[2])
+        session.t_ready = min(t_recv, max(sent + held_ns, self.idle_until_ns))
         if self.batch_deadline_ns is None:
             limit = self.generation.batch_window_s if self.batching == "heterogeneous" else BATCH_WAIT_LIMIT_S
             self.batch_deadline_ns = t_decoded + int(limit * 1e9)
