@@ -183,6 +183,7 @@ def run_local(
         device=target.device,
         min_agents=n_agents,
         agent_model=agent_settings(experiment),
+        links=experiment.links,
         enrolment=enrolment,
         liveness=experiment.liveness,
     )
