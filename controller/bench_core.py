@@ -67,7 +67,7 @@ def _restore_attention(model) -> None:
 
 
 class _Agent:
-    def __init__(self, drafter_model, core, device, prompt, seed, top_k, vocab):
+    def __init__(self, drafter_model, slots, device, prompt, seed, top_k, vocab):
         from agent.drafter import Drafter, DraftSettings
         from agent.protocol import index_dtype_for
         from controller.device_verify import session_generator
@@ -75,7 +75,7 @@ class _Agent:
         settings = DraftSettings(temperature=1.0, top_k=top_k, index_dtype=index_dtype_for(vocab))
         self.drafter = Drafter(drafter_model, settings, device)
         self.drafter.start(prompt, seed + 1)
-        self.slots = {"batched": core.slot(), "one_by_one": core.slot()}
+        self.slots = slots  # {"batched": slot, "one_by_one": slot}
         self.gens = {w: session_generator(device, seed) for w in self.slots}
         self.payload = None
         self.drafts: list[int] = []
@@ -181,9 +181,18 @@ def bench_verify_core(
     prompt_gen = np.random.default_rng(seed)
     for n in agents:
         core = StaticTarget(target, device, rows=2 * n, max_len=context + (warmup + rounds + 2) * (gamma + 1))
+        # the batched slots take rows 0 .. n-1, as a controller's n sessions do (the batch is read in
+        # place, controller.target); the one-by-one slots the rows after them
+        rows = {way: [core.slot() for _ in range(n)] for way in ("batched", "one_by_one")}
         group = [
             _Agent(
-                drafter, core, device, prompt_gen.integers(0, vocab, context).tolist(), seed + 1000 * i, top_k, vocab
+                drafter,
+                {way: rows[way][i] for way in rows},
+                device,
+                prompt_gen.integers(0, vocab, context).tolist(),
+                seed + 1000 * i,
+                top_k,
+                vocab,
             )
             for i in range(n)
         ]

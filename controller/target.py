@@ -84,12 +84,15 @@ class _RowsCache:
     Each layer's buffer is [rows, Hkv, 2, L, D] (keys and values side by side, so one scatter
     writes both and one gather reads both).  ``update`` writes the new keys/values
     [B, Hkv, T, D] at (rows[b], positions[b, t]) and returns the batch's rows [B, Hkv, L, D].
+    ``aligned``: batch position b is row b (rows[b] == b), so the rows are read in place, as
+    a view of the buffer's first B rows, instead of gathered: on an H200 the gather of 8 rows
+    cost 2.4 ms of a 9.4 ms pass of the 8B target.
     """
 
     is_compileable = False
 
-    def __init__(self, kv: list[torch.Tensor], rows: torch.Tensor, pos: torch.Tensor):
-        self.kv, self.rows = kv, rows
+    def __init__(self, kv: list[torch.Tensor], rows: torch.Tensor, pos: torch.Tensor, aligned: bool = False):
+        self.kv, self.rows, self.aligned = kv, rows, aligned
         b, t = pos.shape
         rows = rows.reshape(b, 1, 1, 1)
         heads = kv[0].shape[1]
@@ -106,7 +109,7 @@ class _RowsCache:
     def update(self, key_states, value_states, layer_idx, *args, **kwargs):
         buf = self.kv[layer_idx]
         buf.index_put_(self.index, torch.stack([key_states, value_states], dim=2).to(buf.dtype))
-        rows = buf.index_select(0, self.rows)  # [B, Hkv, 2, L, D]
+        rows = buf[: key_states.shape[0]] if self.aligned else buf[self.rows]  # [B, Hkv, 2, L, D]
         return rows[:, :, 0], rows[:, :, 1]
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
@@ -193,7 +196,9 @@ class StaticTarget:
         self.slots: list[TargetSlot] = []
         self.graphs: dict[tuple[int, int], _Graph] = {}
         self.pool = None
-        self._allocate(max(rows, 1) + 1, _round_len(max_len))  # the last row is scratch for padding
+        # the last row is scratch for padding; the rows before it a power of two, so that an aligned
+        # batch bucket (see forward) fits in the buffer
+        self._allocate(_bucket(max(rows, 1)) + 1, _round_len(max_len))
 
     # --- rows ---------------------------------------------------------------
 
@@ -256,49 +261,63 @@ class StaticTarget:
             keeps.append(keep)
         t_new = max(len(n) for n in news)
         need = max(k + t_new for k in keeps)
-        if need > self.max_len:
-            self._allocate(self.capacity, _round_len(need))
+        if need > self.max_len - 1:  # the last position is scratch (aligned padding writes there)
+            self._allocate(self.capacity, _round_len(need + 1))
         graphed = self.use_graphs and t_new <= GRAPH_MAX_NEW
         batch = _bucket(len(slots)) if graphed else len(slots)
+        rows = [s.row for s in slots]
+        # aligned: the slots hold rows 0 .. n-1 (sessions take the lowest free row, so a batch of
+        # every session is), each goes to batch position = its row and the rows are read in place;
+        # padding positions are the rows after them, writing only the scratch position max_len - 1
+        aligned = sorted(rows) == list(range(len(slots))) and batch <= self.capacity
         # ids, positions, rows in one host array (one copy to the device); padding slots write
-        # positions 0.. of the scratch row
+        # positions 0.. of the scratch row (or, aligned, the scratch position of their row)
         inp = np.zeros((3, batch, t_new), dtype=np.int64)
-        inp[1] = np.arange(t_new)
-        inp[2] = self.scratch
+        if aligned:
+            inp[1] = self.max_len - 1
+            inp[2] = np.arange(batch)[:, None]
+        else:
+            inp[1] = np.arange(t_new)
+            inp[2] = self.scratch
         for b, (s, new, keep) in enumerate(zip(slots, news, keeps, strict=True)):
-            inp[0, b, : len(new)] = new
-            inp[1, b] += keep
-            inp[2, b] = s.row
+            at = s.row if aligned else b
+            inp[0, at, : len(new)] = new
+            inp[1, at] = np.arange(t_new) + keep
+            inp[2, at] = s.row
             s.fed.extend(new)
         if graphed:
-            out = self._graph(batch, t_new).run(inp)
+            out = self._graph(batch, t_new, aligned).run(inp)
         else:
             dev = torch.from_numpy(inp).to(self.device)
-            out = self._forward(dev[0], dev[1], dev[2, :, 0])
+            out = self._forward(dev[0], dev[1], dev[2, :, 0], aligned)
+        if aligned and rows != list(range(len(slots))):
+            out = out[torch.tensor(rows, device=out.device)]  # back to the callers' order
         return out, [start - keep for start, keep in zip(starts, keeps, strict=True)]
 
-    def _forward(self, ids: torch.Tensor, pos: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    def _forward(self, ids: torch.Tensor, pos: torch.Tensor, rows: torch.Tensor, aligned: bool = False) -> torch.Tensor:
         """One eager pass: writes the rows' new keys/values, returns logits [B, T, V]."""
         arange = torch.arange(self.max_len, device=ids.device)
         mask = (arange[None, None, :] <= pos[:, :, None]).unsqueeze(1)  # [B, 1, T, L]
         mask = mask.repeat(1, 1, self.groups, 1)  # [B, 1, G·T, L]: folded once for every layer
-        cache = _RowsCache(self.kv, rows, pos)
+        cache = _RowsCache(self.kv, rows, pos, aligned)
         out = self.model(input_ids=ids, position_ids=pos, attention_mask=mask, past_key_values=cache, use_cache=True)
         return out.logits
 
-    def _graph(self, batch: int, t_new: int) -> _Graph:
-        key = (batch, t_new)
+    def _graph(self, batch: int, t_new: int, aligned: bool) -> _Graph:
+        key = (batch, t_new, aligned)
         if key not in self.graphs:
             if self.pool is None:
                 self.pool = torch.cuda.graph_pool_handle()
-            self.graphs[key] = _Graph(self, batch, t_new, self.pool)
+            self.graphs[key] = _Graph(self, batch, t_new, self.pool, aligned)
         return self.graphs[key]
 
     def warmup(self, batches: list[int], t_new: int) -> None:
         """Capture the graphs a session will replay (batch buckets x γ + 1) before its first round."""
         if self.use_graphs:
             for b in sorted({_bucket(n) for n in batches}):
-                self._graph(b, t_new)
+                self._graph(b, t_new, aligned=False)
+                if b <= self.capacity:
+                    self._graph(b, t_new, aligned=True)
 
 
 def _round_len(n: int) -> int:
@@ -308,14 +327,19 @@ def _round_len(n: int) -> int:
 class _Graph:
     """One captured forward of a fixed (batch, new tokens) shape; inputs are copied into static buffers."""
 
-    def __init__(self, target: StaticTarget, batch: int, t_new: int, pool) -> None:
+    def __init__(self, target: StaticTarget, batch: int, t_new: int, pool, aligned: bool = False) -> None:
         from controller import fused
 
         dev = target.device
         self.inp = torch.zeros(3, batch, t_new, dtype=torch.long, device=dev)  # ids, positions, rows
-        self.inp[1] = torch.arange(t_new, device=dev)
-        self.inp[2] = target.scratch
+        if aligned:  # warm-up and capture write only each row's scratch position
+            self.inp[1] = target.max_len - 1
+            self.inp[2] = torch.arange(batch, device=dev)[:, None]
+        else:
+            self.inp[1] = torch.arange(t_new, device=dev)
+            self.inp[2] = target.scratch
         self.ids, self.pos, self.rows = self.inp[0], self.inp[1], self.inp[2, :, 0]
+        self.aligned = aligned
         self.host = torch.empty(3, batch, t_new, dtype=torch.long, pin_memory=True)
 
         stream = torch.cuda.Stream()
@@ -324,11 +348,11 @@ class _Graph:
         with on:
             with torch.cuda.stream(stream):  # warm-up passes (and compiles) write only the scratch row
                 for _ in range(3):
-                    target._forward(self.ids, self.pos, self.rows)
+                    target._forward(self.ids, self.pos, self.rows, aligned)
             torch.cuda.current_stream().wait_stream(stream)
             self.graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(self.graph, pool=pool):
-                self.out = target._forward(self.ids, self.pos, self.rows)
+                self.out = target._forward(self.ids, self.pos, self.rows, aligned)
         log.info("captured the target forward for batch %d x %d new tokens", batch, t_new)
 
     def run(self, inp: np.ndarray) -> torch.Tensor:

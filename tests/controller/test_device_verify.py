@@ -123,22 +123,29 @@ def test_greedy_sample_matches_greedy_verify():
 
 @pytest.mark.parametrize("config", ["tiny", "tiny-qwen2"])
 def test_static_target_logits_equal_cached_lm_over_rounds(config):
-    """Ragged rows, rollbacks of any length, more sessions than rows, growth past max_len."""
+    """Ragged rows, rollbacks of any length, more sessions than rows, growth past max_len.
+
+    The batches take the rows in order, out of order (both read in place) and as subsets that do
+    not start at row 0 (gathered).
+    """
     model = random_model(config, "cpu", torch.float32, 0)
     core = StaticTarget(model, "cpu", rows=2, max_len=32)
     slots = [core.slot() for _ in range(3)]
+    assert [s.row for s in slots] == [0, 1, 2]
     lms = [CachedLM(model) for _ in slots]
     rng = np.random.default_rng(0)
     committed = [rng.integers(0, 1000, n).tolist() for n in (10, 30, 3)]
-    for _ in range(12):
-        seqs = [c + rng.integers(0, 1000, 4).tolist() for c in committed]
-        starts = [len(c) - 1 for c in committed]
-        got = core.logits(slots, seqs, starts)
-        for i in range(3):
-            want = lms[i].logits(seqs[i], starts[i])
-            assert got[i].shape == want.shape
-            torch.testing.assert_close(got[i], want, atol=1e-4, rtol=1e-4)
-            committed[i] = seqs[i][: len(committed[i]) + int(rng.integers(0, 5))] + [int(rng.integers(1000))]
+    batches = [[0, 1, 2], [2, 0, 1], [1, 2], [0], [2], [1, 0]]
+    for r in range(18):
+        batch = batches[r % len(batches)] if r >= 2 else [0, 1, 2]
+        seqs = [committed[i] + rng.integers(0, 1000, 4).tolist() for i in batch]
+        starts = [len(committed[i]) - 1 for i in batch]
+        got = core.logits([slots[i] for i in batch], seqs, starts)
+        for j, i in enumerate(batch):
+            want = lms[i].logits(seqs[j], starts[j])
+            assert got[j].shape == want.shape
+            torch.testing.assert_close(got[j], want, atol=1e-4, rtol=1e-4)
+            committed[i] = seqs[j][: len(committed[i]) + int(rng.integers(0, 5))] + [int(rng.integers(1000))]
     assert core.capacity - 1 >= 3 and core.max_len >= max(len(c) for c in committed)
     slots[0].release()
     assert core.slot().row == slots[0].row  # a released row is reused
