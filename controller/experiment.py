@@ -55,7 +55,7 @@ from controller.placement import agent_settings, role_dtype
 from controller.profiles import Experiment, Generation, check_token_ids, load_experiment
 from controller.records import discard_abandoned
 from controller.results import RoundRecord, git_commit, host_facts, read_jsonl, versions, write_json_atomic
-from controller.server import Controller, Job, eos_token_ids, job_seed
+from controller.serve import Controller, Job, eos_token_ids, job_seed
 from controller.verify import greedy_verify, speculative_verify
 
 log = logging.getLogger(__name__)

@@ -24,21 +24,34 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import zmq
 
 from agent.protocol import DraftPayload, Error, ProtocolError
 
-if TYPE_CHECKING:
-    from controller.server import Controller, Session
-
 log = logging.getLogger(__name__)
 
 #: A prompt failed by this many agents (or by every agent present) is given up (recorded, not retried).
 MAX_PROMPT_ERRORS = 3
+
+
+class Served(Protocol):
+    """What the round deadline and the fail-over read and change on the controller (controller.serve)."""
+
+    sessions: dict[bytes, Any]  # identity -> controller.serve.sessions.Session
+    router: Any  # controller.serve.router.Router: its ``closed`` identities
+    admission: Any  # controller.serve.sessions.Admission: ``assign_one``
+    errors: Counter[str]
+    pending: deque
+    failed_by: dict[str, set[str]]
+    failed_prompts: list[str]
+    unfinished: int
+
+    def agent_lost(self, identity: bytes, why: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -63,14 +76,14 @@ class Liveness:
             "round_timeout_s": self.round_timeout_s,
         }
 
-    def check_rounds(self, ctrl: Controller) -> None:
+    def check_rounds(self, ctrl: Served) -> None:
         """Lose every agent that holds a prompt and sent no payload within ``round_timeout_s``."""
         now = time.monotonic_ns()
         limit_ns = int(self.round_timeout_s * 1e9)
         for session in list(ctrl.sessions.values()):
             if session.job is not None and session.waiting_since_ns and now - session.waiting_since_ns > limit_ns:
                 ctrl.errors["timeout"] += 1
-                ctrl.closed.add(session.identity)  # whatever it sends later is dropped
+                ctrl.router.closed.add(session.identity)  # whatever it sends later is dropped
                 ctrl.agent_lost(session.identity, f"no payload for {self.round_timeout_s:g} s (round deadline)")
 
 
@@ -115,7 +128,7 @@ def check_echo(settings: dict | None, gamma: int, msg: DraftPayload) -> None:
             raise ProtocolError("mismatch", f"payload {name}={got!r}, asked for {want!r}", field=name)
 
 
-def fail_over(ctrl: Controller, session: Session, err: Error) -> None:
+def fail_over(ctrl: Served, session: Any, err: Error) -> None:
     """An agent's ERROR (or a refused payload) while it holds a prompt: the prompt goes to another agent.
 
     The agent stopped working on it (it drafts only on a request or a
@@ -142,4 +155,4 @@ def fail_over(ctrl: Controller, session: Session, err: Error) -> None:
     log.warning("agent %s failed prompt %s (%s); it goes to another agent", session.name, job.prompt_id, err.code)
     ctrl.pending.appendleft(job)
     for s in list(ctrl.sessions.values()):
-        ctrl._assign_one(s)
+        ctrl.admission.assign_one(s)

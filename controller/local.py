@@ -20,7 +20,7 @@ from controller.placement import agent_settings, controller_device, role_dtype
 from controller.profiles import Experiment, Prompt, check_token_ids
 from controller.records import append_jsonl, check_out_dir, die_with_parent, rewrite_jsonl, split_abandoned
 from controller.results import RoundRecord, RunWriter, git_commit, host_facts, summarise, versions
-from controller.server import Controller, Job, job_seed
+from controller.serve import Controller, Job, job_seed
 from controller.shared_energy import attribute_shared, run_energy
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,7 @@ from agent.protocol import index_dtype_for
 from controller.experiment import Appender, RunError, _kill_with_parent
 from controller.keys import enrolment_for
 from controller.results import git_commit, host_facts, versions, write_json_atomic
-from controller.server import Job, eos_token_ids, job_seed
+from controller.serve import Job, eos_token_ids, job_seed
 from controller.specfed import WorkerPool, WorkersLost, federated_round
 from controller.specfed_profile import SpecFedExperiment, SpecFedPoint, load_specfed
 
