@@ -77,8 +77,12 @@ def run_local(
     out_dir = Path(out_dir)
     grid = single_point(experiment, agents or experiment.agents)
 
+    told = [""]
+
     def progress(p: Progress) -> None:
-        if p.status and on_status:
+        # on_status hears what the run waits for: agents (the runner also says when it loads models)
+        if on_status and p.status.startswith("waiting for agents:") and p.status != told[0]:
+            told[0] = p.status
             on_status(p.status)
         if on_progress and p.point is not None and (p.record is not None or p.output):
             record = RoundRecord(**{k: v for k, v in p.record.items() if k in _ROUND_FIELDS}) if p.record else None
