@@ -65,7 +65,7 @@ from controller.energy import host_summary, read_series
 from controller.plots import format_rate, policy_columns, table_cell  # noqa: F401  (re-exported for callers)
 from controller.prediction import point_prediction
 from controller.report import clock_to_controller
-from controller.results import read_jsonl
+from controller.results import read_jsonl, write_json_atomic
 from controller.shared_energy import attribute_shared, run_energy
 from controller.stats import ratio_of_sums
 
@@ -388,10 +388,24 @@ def write_summary_and_report(run_dir: Path) -> list[Path]:
     run = RunData(run_dir)
     rows = summary_rows(run)
     csv_path = write_summary_csv(rows, run.dir / "summary.csv")
+    json_path = write_summary_json(run, rows)
+    from controller.report import make_point_plots
     from controller.report_text import make_report
 
     report = make_report(run, rows)
-    return [csv_path, report, *sorted((run.dir / "report").glob("*.png"))]
+    make_point_plots(run.dir)
+    return [csv_path, json_path, report, *sorted((run.dir / "report").glob("*.png"))]
+
+
+def write_summary_json(run: RunData, rows: list[dict]) -> Path:
+    """summary.json: summary.csv's rows (``configurations``) and each distributed point's live figures
+    as its last segment recorded them (``points``, see ``controller.experiment.summary``)."""
+    points: dict[str, dict] = {}
+    for seg in run.manifest.get("segments", []):
+        points |= seg.get("summaries") or {}
+    path = run.dir / "summary.json"
+    write_json_atomic(path, {"configurations": rows, "points": points})
+    return path
 
 
 # --- compare ---------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""``specbed report DIR``: plots of a run's telemetry, phases and energy.
+"""Plots of a one-point run's telemetry, phases and energy (part of ``specbed report DIR``).
 
 Writes into ``DIR/report/``:
 ``power.png``           power (or, where no power sensor exists, CPU load) per
@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from controller.energy import host_power, read_series
-from controller.results import AGENT_PHASES, CONTROLLER_PHASES, PHASES
+from controller.results import AGENT_PHASES, CONTROLLER_PHASES, PHASES, read_jsonl
 
 PHASE_COLOURS = {
     "drafting": "#4C72B0",
@@ -38,27 +38,36 @@ def clock_to_controller(clock: dict | None):
     return lambda t: round((t - offset) / (1.0 + drift))
 
 
-def make_report(run_dir: Path) -> list[Path]:
+def make_point_plots(run_dir: Path) -> list[Path]:
+    """The plots above for a run with one distributed point (``specbed local``, ``serve``); none otherwise.
+
+    Reads summary.json's ``points`` and the telemetry of the segment that
+    recorded the point.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     run_dir = Path(run_dir)
-    summary = json.loads((run_dir / "summary.json").read_text())
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    rounds = [json.loads(x) for x in (run_dir / "rounds.jsonl").read_text().splitlines() if x.strip()]
+    found = [(seg, pid, s) for seg in manifest.get("segments", []) for pid, s in (seg.get("summaries") or {}).items()]
+    if len(found) != 1:
+        return []
+    seg, point, summary = found[0]
+    telemetry_dir = run_dir / seg.get("telemetry_dir", "telemetry")
+    rounds = [r for r in read_jsonl(run_dir / "rounds.jsonl")[0] if r.get("point") == point]
     out = run_dir / "report"
     out.mkdir(exist_ok=True)
     written = []
     hosts = list(summary.get("hosts", {}))
-    clocks = manifest.get("clock_offsets", {})
+    clocks = seg.get("clock_offsets", {})
     t0 = min((r["ctrl_recv_ns"] for r in rounds), default=0)
 
     # power over time, phases shaded
     fig, axes = plt.subplots(max(len(hosts), 1), 1, figsize=(11, 2.6 * max(len(hosts), 1)), sharex=True, squeeze=False)
     for ax, host in zip(axes[:, 0], hosts, strict=False):
-        path = run_dir / "telemetry" / f"{host}.csv"
+        path = telemetry_dir / f"{host}.csv"
         if path.is_file():
             cols = read_series(path, clock_to_controller(clocks.get(host)))
             t = [(x - t0) / 1e9 for x in cols["t_ns"]]

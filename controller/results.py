@@ -18,7 +18,7 @@ import platform
 import socket
 import subprocess
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -179,51 +179,6 @@ def read_jsonl(path: Path) -> tuple[list[dict], int]:
         except json.JSONDecodeError:
             bad += 1
     return good, bad
-
-
-class RunWriter:
-    """Writes one run's folder; JSONL files are appended and flushed per record."""
-
-    def __init__(self, out_dir: Path) -> None:
-        self.dir = Path(out_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._rounds = open(self.dir / "rounds.jsonl", "a", encoding="utf-8")
-        self._outputs = open(self.dir / "outputs.jsonl", "a", encoding="utf-8")
-
-    @staticmethod
-    def _append(fh: Any, obj: dict) -> None:
-        fh.write(json.dumps(obj, separators=(",", ":")) + "\n")
-        fh.flush()
-
-    def round(self, record: RoundRecord) -> None:
-        self._append(self._rounds, asdict(record))
-
-    def output(self, prompt_id: str, prompt_token_ids: list[int], token_ids: list[int], text: str) -> None:
-        self._append(
-            self._outputs,
-            {"prompt_id": prompt_id, "prompt_token_ids": prompt_token_ids, "token_ids": token_ids, "text": text},
-        )
-
-    def write_json(self, name: str, obj: dict) -> Path:
-        return write_json_atomic(self.dir / name, obj)
-
-    def close(self, prompt_order: list[str] | None = None) -> None:
-        """Close the files; with ``prompt_order``, rewrite outputs.jsonl in that order.
-
-        Prompts finish in whatever order the agents get to them; the final
-        file lists them in profile order so that two runs of one profile and
-        seed give byte-identical outputs.
-        """
-        self._rounds.close()
-        self._outputs.close()
-        if prompt_order is not None:
-            path = self.dir / "outputs.jsonl"
-            rank = {pid: i for i, pid in enumerate(prompt_order)}
-            lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-            lines.sort(key=lambda ln: rank.get(json.loads(ln)["prompt_id"], len(rank)))
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text("".join(ln + "\n" for ln in lines), encoding="utf-8")
-            tmp.replace(path)
 
 
 def summarise(

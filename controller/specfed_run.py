@@ -27,8 +27,10 @@ from agent.drafter import Drafter, DraftSettings
 from agent.limits import controller_frame_bytes
 from agent.models import load_model, prepare_model
 from agent.protocol import index_dtype_for
-from controller.experiment import Appender, RunError, _kill_with_parent
+from controller.experiment import Appender, RunError
+from controller.experiment.prompts import decode_text, prompt_token_ids
 from controller.keys import enrolment_for
+from controller.records import die_with_parent
 from controller.results import git_commit, host_facts, versions, write_json_atomic
 from controller.serve import Job, eos_token_ids, job_seed
 from controller.specfed import WorkerPool, WorkersLost, federated_round
@@ -93,7 +95,7 @@ class SpecFedRun:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(log_path, "ab") as fh:
                 self.procs[w.name] = subprocess.Popen(
-                    cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_kill_with_parent
+                    cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent()
                 )
 
     def check(self) -> None:
@@ -110,7 +112,6 @@ class SpecFedRun:
         self.tokenizer = drafter.tokenizer
         self.eos = eos_token_ids(drafter)
         self.vocab = drafter.vocab_size
-        from controller.local import prompt_token_ids
 
         self.ids = {p.id: prompt_token_ids(p, drafter.tokenizer) for p in x.prompts}
         self.enrolment = enrolment_for(self.keys_dir, self.insecure, bind is not None, [w.name for w in x.workers])
@@ -157,7 +158,6 @@ class SpecFedRun:
             self.outputs.close()
 
     def run_prompt(self, point: SpecFedPoint, prompt_id: str) -> None:
-        from controller.local import decode_text
 
         g, x = point.generation, self.x
         self.request_id += 1

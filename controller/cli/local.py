@@ -19,7 +19,7 @@ def register(sub) -> None:
         "local",
         help="run an experiment with N agent subprocesses on this machine",
         description="Start the controller and N agents on loopback, generate for every prompt, "
-        "write manifest.json, rounds.jsonl, outputs.jsonl and summary.json, print a summary.",
+        "write the run folder of `specbed run` (a one-point grid), print a summary.",
     )
     _common(local)
     local.add_argument("--agents", type=int, default=None, help="number of agents (default: the profile's)")
@@ -139,7 +139,7 @@ def cmd_local(args: argparse.Namespace) -> int:
         print(json.dumps(run.summary, indent=2, default=str))
     else:
         summary_table(run.summary, out_dir)
-        print(f"wrote {out_dir}/manifest.json, rounds.jsonl, outputs.jsonl, summary.json")
+        print(f"wrote {out_dir}/manifest.json, rounds.jsonl, outputs.jsonl, summary.csv, summary.json, report.md")
     if run.summary["prompts"] != run.summary["prompts_requested"]:
         return 1
     return 0

@@ -54,8 +54,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from controller.cli.common import profile_of
     from controller.cli.tables import print_run_summary
     from controller.experiment import RunError, expand_grid, run_experiment
+    from controller.experiment.agents import AgentsMissing
     from controller.keys import KeysError
-    from controller.local import AgentsMissing
     from controller.profiles import ProfileError, load_experiment, load_testbed
 
     try:

@@ -5,12 +5,11 @@ Needs the converted weights (`specbed models fetch`, which `make test` runs).
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 
-from controller.local import prompt_token_ids, run_local
+from controller.experiment.prompts import prompt_token_ids
+from controller.local import local_summary, run_local
 from controller.profiles import load_experiment
 
 pytestmark = pytest.mark.slow
@@ -48,9 +47,7 @@ def test_sampled_runs_are_reproducible(tmp_path, two_prompts, bundled_target, sa
     experiment = load_experiment(
         "quickstart", prompts=two_prompts, temperature=0.8, sampling=sampling, max_new_tokens=24, seed=3
     )
-    run_local(experiment, tmp_path / "a", agents=2, target=bundled_target)
-    run_local(experiment, tmp_path / "b", agents=1, target=bundled_target)
-    a = (tmp_path / "a" / "outputs.jsonl").read_bytes()
-    assert a == (tmp_path / "b" / "outputs.jsonl").read_bytes()
-    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    a = run_local(experiment, tmp_path / "a", agents=2, target=bundled_target).outputs
+    assert a == run_local(experiment, tmp_path / "b", agents=1, target=bundled_target).outputs
+    summary = local_summary(tmp_path / "a")
     assert 0 < summary["acceptance_rate"] < 1

@@ -42,7 +42,7 @@ def test_shifted_agent_offset_is_recovered(tmp_path, tiny_pair, cpu_hog):
         agent_args={"agent-1": ["--clock-shift-ns", str(SHIFT_NS)]},
     )
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    offsets = manifest["clock_offsets"]
+    offsets = manifest["segments"][0]["clock_offsets"]
     assert abs(offsets["agent-0"]["offset_ns"]) < TOLERANCE_NS, offsets
     assert abs(offsets["agent-1"]["offset_ns"] - SHIFT_NS) < TOLERANCE_NS, offsets
     assert offsets["agent-1"]["uncertainty_ns"] < TOLERANCE_NS

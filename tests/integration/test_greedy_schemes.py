@@ -17,7 +17,7 @@ import yaml
 from agent.drafter import Drafter, DraftSettings
 from agent.models import load_model
 from controller.experiment import run_experiment
-from controller.local import prompt_token_ids
+from controller.experiment.prompts import prompt_token_ids
 from controller.profiles import load_model_pair, load_prompts
 
 pytestmark = pytest.mark.slow

@@ -6,7 +6,7 @@ import json
 
 import torch
 
-from controller.local import run_local
+from controller.local import local_summary, run_local
 from controller.profiles import load_experiment
 
 SUMMARY_FIELDS = (
@@ -28,8 +28,9 @@ def test_sampled_run_writes_every_file(tmp_path, tiny_pair):
     experiment = load_experiment("tiny")
     run = run_local(experiment, tmp_path / "run", target=tiny_pair[0])
     out = tmp_path / "run"
-    summary = json.loads((out / "summary.json").read_text())
+    summary = local_summary(out)
     manifest = json.loads((out / "manifest.json").read_text())
+    segment = manifest["segments"][0]
     rounds = read_jsonl(out / "rounds.jsonl")
     outputs = read_jsonl(out / "outputs.jsonl")
     for name in SUMMARY_FIELDS:
@@ -37,13 +38,13 @@ def test_sampled_run_writes_every_file(tmp_path, tiny_pair):
     assert summary == run.summary
     assert len(rounds) == summary["rounds"] > 0
     assert sum(r["emitted"] for r in rounds) == summary["tokens_generated"]
-    assert [o["prompt_id"] for o in outputs] == [p.id for p in experiment.prompts]
-    assert all(set(o) == {"prompt_id", "prompt_token_ids", "token_ids", "text"} for o in outputs)
+    assert sorted(o["prompt_id"] for o in outputs) == sorted(p.id for p in experiment.prompts)
+    assert all({"point", "prompt_id", "prompt_token_ids", "token_ids", "text"} <= set(o) for o in outputs)
     assert summary["full_distribution_bytes_per_draft_token"] == 64 * 4
     assert summary["errors_total"] == 0
     assert set(summary["agent_exit_codes"].values()) == {0}
-    assert manifest["profile"]["name"] == "tiny" and len(manifest["agents"]) == 2
-    assert "commit" in manifest["git"] and manifest["versions"]["torch"]
+    assert manifest["profile"]["name"] == "tiny" and len(segment["agents"]) == 2
+    assert "commit" in segment["git"] and manifest["versions"]["torch"]
     for r in rounds:
         assert r["agent_draft_start_ns"] <= r["agent_draft_end_ns"] <= r["agent_send_ns"]
         assert r["ctrl_recv_ns"] <= r["ctrl_decoded_ns"] <= r["ctrl_target_done_ns"] <= r["ctrl_reply_ns"]
@@ -52,13 +53,10 @@ def test_sampled_run_writes_every_file(tmp_path, tiny_pair):
 
 def test_same_seed_gives_identical_outputs(tmp_path, tiny_pair):
     experiment = load_experiment("tiny")
-    run_local(experiment, tmp_path / "a", target=tiny_pair[0])
-    run_local(experiment, tmp_path / "b", agents=1, target=tiny_pair[0])
-    a = (tmp_path / "a" / "outputs.jsonl").read_bytes()
-    assert a == (tmp_path / "b" / "outputs.jsonl").read_bytes()
+    a = run_local(experiment, tmp_path / "a", target=tiny_pair[0]).outputs
+    assert a == run_local(experiment, tmp_path / "b", agents=1, target=tiny_pair[0]).outputs
     other = load_experiment("tiny", seed=1)
-    run_local(other, tmp_path / "c", target=tiny_pair[0])
-    assert a != (tmp_path / "c" / "outputs.jsonl").read_bytes()
+    assert a != run_local(other, tmp_path / "c", target=tiny_pair[0]).outputs
 
 
 def test_greedy_matches_target_generate(tmp_path, tiny_pair):

@@ -56,7 +56,7 @@ def test_local_loads_target_and_drafters_in_the_profiles_dtype(tmp_path):
     )
     run = run_local(load_experiment(profile), tmp_path / "run")
     assert run.summary["prompts"] == run.summary["prompts_requested"] > 0
-    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())["segments"][0]
     assert manifest["target"]["dtype"] == "bfloat16" and manifest["target"]["device"] == "cpu"
     assert len(run.summary["agents"]) == 2
     for agent in run.summary["agents"].values():
@@ -115,7 +115,7 @@ def test_default_placement_is_float32_on_the_cpu(tmp_path):
     experiment = load_experiment("tiny", max_new_tokens=4)
     assert experiment.dtypes == {"target": "auto", "drafter": "auto"}
     run = run_local(experiment, tmp_path / "run", agents=1)
-    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())["segments"][0]
     assert manifest["target"]["dtype"] == "float32"
     assert run.summary["agents"]["agent-0"]["drafter"]["dtype"] == "float32"
 
@@ -134,7 +134,7 @@ def test_local_on_cuda_in_bfloat16(tmp_path):
     gpu = cuda_device_profile(tmp_path)
     profile = write_profile(tmp_path, "cuda", dtype="bfloat16", devices={"controller": gpu, "agents": gpu})
     run = run_local(load_experiment(profile), tmp_path / "run")
-    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())["segments"][0]
     assert manifest["target"]["device"] == "cuda" and manifest["target"]["dtype"] == "bfloat16"
     for agent in run.summary["agents"].values():
         assert agent["drafter"]["device"] == "cuda" and agent["drafter"]["dtype"] == "bfloat16"

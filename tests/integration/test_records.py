@@ -14,7 +14,7 @@ import psutil
 import pytest
 import yaml
 
-from controller.local import run_local
+from controller.local import local_summary, run_local
 from controller.profiles import load_experiment
 
 
@@ -118,7 +118,7 @@ def test_a_killed_agents_abandoned_rounds_are_discarded_in_local(tmp_path, profi
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, text
-    summary = json.loads((out / "summary.json").read_text())
+    summary = local_summary(out)
     rounds = read_jsonl(out / "rounds.jsonl")
     discarded = read_jsonl(out / "discarded_rounds.jsonl")
     outputs = {o["prompt_id"]: o for o in read_jsonl(out / "outputs.jsonl")}

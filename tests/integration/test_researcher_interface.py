@@ -124,6 +124,7 @@ def test_metrics_port_loader_and_acceptance_of_one_cli_run(tmp_path, monkeypatch
 
     from controller import metrics
     from controller.cli import main
+    from controller.local import local_summary
     from controller.results import load_run
 
     with socket.socket() as s:  # a free port for --metrics-port
@@ -146,7 +147,7 @@ def test_metrics_port_loader_and_acceptance_of_one_cli_run(tmp_path, monkeypatch
 
     rounds_lines = [json.loads(x) for x in (out / "rounds.jsonl").read_text().splitlines() if x.strip()]
     outputs_lines = [json.loads(x) for x in (out / "outputs.jsonl").read_text().splitlines() if x.strip()]
-    summary = json.loads((out / "summary.json").read_text())
+    summary = local_summary(out)
     assert seen[-1] == sum(r["emitted"] for r in rounds_lines) == summary["tokens_generated"]
 
     versions = json.loads((out / "manifest.json").read_text())["versions"]
@@ -165,11 +166,11 @@ def test_metrics_port_loader_and_acceptance_of_one_cli_run(tmp_path, monkeypatch
         assert run.rounds[col].iloc[0] == pytest.approx((first[1] - first[0]) / 1e9)
     assert "phases" not in run.rounds.columns
     assert run.rounds["accepted"].tolist() == [r["accepted"] for r in rounds_lines]
-    assert run.summary["tokens_generated"].iloc[0] == summary["tokens_generated"]
+    assert run.summary["tokens"].iloc[0] == summary["tokens_generated"]
     # telemetry: every CSV row, agents' samples mapped to the controller's clock by the manifest's estimate
-    csv_rows = {p.stem: len(p.read_text().splitlines()) - 1 for p in (out / "telemetry").glob("*.csv")}
+    csv_rows = {p.stem: len(p.read_text().splitlines()) - 1 for p in (out / "telemetry" / "segment-0").glob("*.csv")}
     assert {h: int(n) for h, n in run.telemetry.groupby("host").size().items()} == csv_rows
-    clock = run.manifest["clock_offsets"]["agent-0"]
+    clock = run.manifest["segments"][0]["clock_offsets"]["agent-0"]
     agent = run.telemetry[run.telemetry["host"] == "agent-0"].iloc[0]
     drift = 1 + (clock.get("drift_ppm") or 0) * 1e-6
     assert agent["t_ns"] == round((agent["t_agent_ns"] - clock["offset_ns"]) / drift)

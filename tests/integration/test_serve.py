@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from controller.local import AgentsMissing, run_local
+from controller.experiment.agents import AgentsMissing
+from controller.local import local_summary, run_local
 from controller.profiles import load_experiment
 from tests.conftest import agent_key_args
 
@@ -48,7 +49,7 @@ def test_remote_agent_is_served_and_sends_telemetry_to_the_fixed_port(tmp_path, 
     assert run.summary["prompts"] == len(experiment.prompts)
     assert set(run.summary["agents"]) == {"edge-1"}
     assert statuses and statuses[0] == "waiting for agents: 0/1 ready"
-    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())["segments"][0]
     assert manifest["kind"] == "remote"
     assert manifest["security"]["mode"] == "curve" and "edge-1" in manifest["security"]["enrolled"]
     assert run.summary["telemetry"]["rows"].get("edge-1", 0) > 0
@@ -70,5 +71,5 @@ def test_no_agent_in_time_is_an_error_and_the_run_folder_is_written(tmp_path, ti
             wait_agents_s=1.0,
             keys_dir=keys,
         )
-    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    summary = local_summary(tmp_path / "run")
     assert summary["prompts"] == 0 and summary["prompts_requested"] == len(experiment.prompts)

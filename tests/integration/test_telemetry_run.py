@@ -16,11 +16,11 @@ def test_local_run_writes_telemetry_for_every_host(tmp_path, tiny_pair):
     run = run_local(experiment, tmp_path / "run", agents=2, target=tiny_pair[0])
     out = tmp_path / "run"
     summary = run.summary
-    manifest = json.loads((out / "manifest.json").read_text())
+    manifest = json.loads((out / "manifest.json").read_text())["segments"][0]
     assert summary["wall_s"] > 2.0, "the run must be long enough to count samples"
     assert set(summary["hosts"]) == {"controller", "agent-0", "agent-1"}
     for host, h in summary["hosts"].items():
-        with open(out / "telemetry" / f"{host}.csv") as fh:
+        with open(out / "telemetry" / "segment-0" / f"{host}.csv") as fh:
             rows = list(csv.DictReader(fh))
         assert {"t_ns", "cpu_percent", "mem_used_bytes", "proc_rss_bytes"} <= set(rows[0])
         assert all(r["proc_rss_bytes"] for r in rows)

@@ -176,7 +176,7 @@ def test_only_enrolled_agents_are_served_and_big_frames_cost_nothing(tmp_path, t
         assert (drafting[1] - drafting[0]) / 1e9 >= DRAFT_DELAY_S * r["draft_length"] * 0.99, r
     assert run.summary["errors"].get("duplicate_name", 0) + run.summary["errors"].get("not_enrolled", 0) == 2
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    security = manifest["security"]
+    security = manifest["segments"][0]["security"]
     assert security["mode"] == "curve" and security["refused_total"] >= 1, security
     assert any(r["key"] != "NULL" for r in security["refused"])  # the stranger's key, named
     assert run.summary["errors"].get("handshake_failed", 0) >= 1  # the CURVE-less peers
