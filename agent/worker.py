@@ -22,8 +22,7 @@ import torch
 
 from agent.drafter import TORCH_PROB_DTYPES
 from agent.lm import CachedLM, probs_from_logits
-from agent.protocol import DENSE, Message, ProtocolError, encode, zmtp_frame_bytes
-from agent.protocol_specfed import ScorePayload, ScoreRequest
+from agent.protocol import DENSE, Message, ProtocolError, ScorePayload, ScoreRequest, encode, zmtp_frame_bytes
 from agent.runtime import Agent
 
 log = logging.getLogger(__name__)

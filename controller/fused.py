@@ -10,7 +10,7 @@ functions with the same arithmetic, each a single Triton kernel per shape.
 Anything else that runs the model (the eager prefill, ``CachedLM``, a
 drafter of the same architecture) takes the original code.  The static
 target's logits are checked against the general path's
-(``controller.bench_core``'s ``logits_check``).
+(``controller.bench.core``'s ``logits_check``).
 """
 
 from __future__ import annotations

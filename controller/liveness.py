@@ -89,7 +89,7 @@ class Liveness:
 
 def load_liveness(path: Path, data: Any) -> Liveness:
     """The profile's ``liveness`` section: positive seconds, interval below timeout."""
-    from controller.profiles import ProfileError
+    from controller.profiles.base import ProfileError
 
     if data is None:
         return Liveness()

@@ -27,7 +27,7 @@ ROLES = ("target", "drafter")
 
 def load_dtypes(path: Path, value: Any) -> dict[str, str]:
     """An experiment's ``dtype``: one name for both roles, or a mapping role -> name."""
-    from controller.profiles import ProfileError
+    from controller.profiles.base import ProfileError
 
     if value is None:
         return {role: "auto" for role in ROLES}

@@ -24,8 +24,19 @@ import numpy as np
 import torch
 import zmq
 
-from agent.protocol import Bye, Configure, Error, Hello, ProtocolError, Ready, decode, encode, zmtp_frame_bytes
-from agent.protocol_specfed import ScorePayload, ScoreRequest
+from agent.protocol import (
+    Bye,
+    Configure,
+    Error,
+    Hello,
+    ProtocolError,
+    Ready,
+    ScorePayload,
+    ScoreRequest,
+    decode,
+    encode,
+    zmtp_frame_bytes,
+)
 from controller.federated import aggregate, measure_round, normalise_weights, worker_distribution
 from controller.verify import greedy_verify, speculative_verify
 

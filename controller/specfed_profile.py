@@ -40,7 +40,7 @@ from controller.profiles import (
     load_model_pair,
     select_prompts,
 )
-from controller.profiles.loaders import _read_yaml, _resolve, _typed, _unknown
+from controller.profiles.loaders.files import _read_yaml, _resolve, _typed, _unknown
 
 SPECFED = "specfed"
 DRAFTER_PLACES = ("controller",)

@@ -60,7 +60,7 @@ def register(sub) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from controller.bench import bench_telemetry
+    from controller.bench.telemetry import bench_telemetry
 
     result = bench_telemetry(rate_hz=args.rate, duration_s=args.duration, host_sampler=args.host_sampler)
     print(dump_json(result), end="")
@@ -96,7 +96,7 @@ def cmd_bench_fuzz(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_verify(args: argparse.Namespace) -> int:
-    from controller.bench_core import bench_verify_core, format_core_table
+    from controller.bench.core import bench_verify_core, format_core_table
 
     try:
         agents = [int(n) for n in args.agents.split(",") if n.strip()]

@@ -6,8 +6,7 @@ import msgpack
 import numpy as np
 import pytest
 
-from agent.protocol import PROTOCOL_VERSION, MsgType, ProtocolError, decode, encode
-from agent.protocol_specfed import ScorePayload, ScoreRequest
+from agent.protocol import PROTOCOL_VERSION, MsgType, ProtocolError, ScorePayload, ScoreRequest, decode, encode
 
 VOCAB = 49152
 

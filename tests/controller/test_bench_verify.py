@@ -10,7 +10,7 @@ import torch
 from agent.lm import CachedLM
 from agent.random_models import random_model
 from controller.batch import batched_logits
-from controller.bench import bench_verify, format_verify_table
+from controller.bench.eager import bench_verify, format_verify_table
 
 
 def test_bench_verify_tiny_on_cpu():
@@ -102,7 +102,7 @@ def test_batched_verification_on_gpu():
 
 
 def test_bench_verify_core_records_the_contract_fields_on_cpu():
-    from controller.bench_core import bench_verify_core, format_core_table
+    from controller.bench.core import bench_verify_core, format_core_table
 
     result = bench_verify_core(
         "tiny",

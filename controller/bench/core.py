@@ -14,7 +14,7 @@ A round's time is wall time from the first host-to-device copy to the
 verdicts on the host (everything the controller waits for).  ``floor_ms`` is
 the target's weight bytes over the measured copy bandwidth (read + write):
 the least time a pass that reads every weight once can take.  The eager path
-(``controller.bench.bench_verify``) runs beside it on the same models with
+(``controller.bench.eager.bench_verify``) runs beside it on the same models with
 ``eager_rounds`` rounds, for the comparison in BENCHMARKS.md.
 """
 
@@ -26,7 +26,8 @@ import time
 import numpy as np
 
 from agent.random_models import random_model
-from controller.bench import VERIFY_CONFIGS, _device_info, _sync, bench_verify, measure_bandwidth
+from controller.bench.device import VERIFY_CONFIGS, _device_info, _sync, measure_bandwidth
+from controller.bench.eager import bench_verify
 
 
 def _logits_check(target, device: str, vocab: int, context: int, gamma: int, seed: int) -> dict:

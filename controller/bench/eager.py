@@ -1,108 +1,11 @@
-"""Benchmarks behind ``specbed bench``; results are recorded in BENCHMARKS.md."""
+"""``specbed bench verify``'s eager path: batched against one-by-one verification of N agents' drafts, and its table."""
 
 from __future__ import annotations
 
-import os
 import time
 
-from agent.random_models import RANDOM_CONFIGS, random_model
-from agent.telemetry import TelemetryThread, auto_samplers
-
-
-def bench_telemetry(rate_hz: float = 20.0, duration_s: float = 10.0, host_sampler: str = "psutil") -> dict:
-    """Sampling overhead: the sampler thread's CPU time per second of wall time.
-
-    Runs every sampler this host can read, as an agent does, batching rows
-    as the publisher would, for ``duration_s`` seconds at ``rate_hz``.
-    Returned fields: ``thread_cpu_s`` is the thread's own CPU time (s);
-    ``cpu_percent_of_one_core`` is 100 * thread_cpu_s / duration_s;
-    ``per_tick_us`` is CPU µs per sample; ``tick_wall_us`` is the mean wall
-    time a tick spends reading sensors (µs, includes waits on I/O such as
-    I2C that cost no CPU); ``expected_samples`` is rate_hz * the measured
-    wall time; ``missing`` says why each absent sampler family is absent.
-    """
-    rows: list[dict] = []
-    samplers = auto_samplers(os.getpid(), host_sampler=host_sampler)
-    thread = TelemetryThread(samplers, "bench", rate_hz=rate_hz, on_batch=rows.extend)
-    t0 = time.monotonic()
-    thread.start()
-    time.sleep(duration_s)
-    thread.stop()
-    wall_s = time.monotonic() - t0
-    samplers.close()
-    cpu_s = thread.cpu_time_s()
-    n = max(thread.samples, 1)
-    return {
-        "rate_hz": rate_hz,
-        "duration_s": round(wall_s, 3),
-        "samplers": [s.name for s in samplers],
-        "samples": thread.samples,
-        "expected_samples": int(rate_hz * wall_s),
-        "rows_delivered": len(rows),
-        "batches": thread.batches,
-        "missed_ticks": thread.missed_ticks,
-        "thread_cpu_s": round(cpu_s, 4),
-        "cpu_percent_of_one_core": round(100 * cpu_s / wall_s, 3),
-        "per_tick_us": round(1e6 * cpu_s / n, 1),
-        "tick_wall_us": round(1e6 * thread.tick_wall_s / n, 1),
-        "sampler_errors": dict(thread.sampler_errors),
-        "missing": {d["sampler"]: d["missing_reason"] for d in samplers.describe_missing()},
-    }
-
-
-# --- batched verification -------------------------------------------------
-
-#: Model shapes for ``bench_verify``: LlamaConfig keyword arguments of a target and a drafter.
-#: "paper": Llama-3.1-8B (target) and Llama-3.2-1B (drafter), randomly initialised;
-#: "tiny": the same code path on a CPU in seconds.
-VERIFY_CONFIGS: dict[str, dict[str, dict]] = {
-    "paper": {"target": RANDOM_CONFIGS["Llama-3.1-8B"][1], "drafter": RANDOM_CONFIGS["Llama-3.2-1B"][1]},
-    "tiny": {
-        "target": {
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
-            "vocab_size": 1000,
-            "max_position_embeddings": 2048,
-        },
-        "drafter": {
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
-            "num_key_value_heads": 1,
-            "vocab_size": 1000,
-            "max_position_embeddings": 2048,
-            "tie_word_embeddings": True,
-        },
-    },
-}
-
-
-def measure_bandwidth(device: str, nbytes: int = 4 << 30, iters: int = 10) -> float:
-    """Device memory bandwidth in bytes/s: ``dst.copy_(src)`` of ``nbytes``, counting read + write."""
-    import torch
-
-    src = torch.ones(nbytes // 2, dtype=torch.bfloat16, device=device)
-    dst = torch.empty_like(src)
-    dst.copy_(src)  # warm-up
-    _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(iters):
-        dst.copy_(src)
-    _sync(device)
-    elapsed = time.perf_counter() - t0
-    del src, dst
-    return 2 * nbytes * iters / elapsed
-
-
-def _sync(device: str) -> None:
-    import torch
-
-    if str(device).startswith("cuda"):
-        torch.cuda.synchronize()
+from agent.random_models import random_model
+from controller.bench.device import VERIFY_CONFIGS, _device_info, _sync, measure_bandwidth
 
 
 class _VerifyAgent:
@@ -230,24 +133,6 @@ def _kernel_ms(step, agents: list[_VerifyAgent], device: str) -> tuple[float, li
     return busy_us / 1e3, verdicts
 
 
-def _device_info(device: str) -> dict:
-    import torch
-    import transformers
-
-    info = {"device": "cpu", "driver": None, "torch": torch.__version__, "transformers": transformers.__version__}
-    if str(device).startswith("cuda"):
-        info["device"] = torch.cuda.get_device_name(device)
-        try:
-            import pynvml
-
-            pynvml.nvmlInit()
-            driver = pynvml.nvmlSystemGetDriverVersion()
-            info["driver"] = driver.decode() if isinstance(driver, bytes) else driver
-        except Exception:  # no NVML: leave the driver unknown
-            pass
-    return info
-
-
 def bench_verify(
     config: str | dict = "paper",
     agents: tuple[int, ...] | list[int] = (1, 2, 4, 8, 12, 16),
@@ -294,7 +179,7 @@ def bench_verify(
     ``floor_ms`` is the target's weight bytes over the measured memory
     bandwidth: the least time any one target pass can take.  ``models``
     (target, drafter) reuses models already built from ``config``'s shapes.
-    This is the eager path; ``controller.bench_core`` measures the static one.
+    This is the eager path; ``controller.bench.core`` measures the static one.
     """
     import torch
 

@@ -2,8 +2,7 @@
 
 Part of the wire protocol of ``agent.protocol`` (whose docstring lists every
 field of ``SCORE_REQUEST`` and ``SCORE_PAYLOAD``, and whose ``decode``
-dispatches to these classes); kept in their own module so that the protocol
-module stays readable.  Validation follows ``DRAFT_PAYLOAD``'s: every field
+dispatches to these classes).  Validation follows ``DRAFT_PAYLOAD``'s: every field
 is type-checked before use and anything wrong raises ``ProtocolError``.
 """
 
@@ -14,7 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from agent.protocol import (
+from agent.protocol.wire import (
     DENSE,
     INDEX_DTYPES,
     PROB_DTYPES,
