@@ -56,6 +56,7 @@ from controller.profiles import Experiment, Generation, check_token_ids, load_ex
 from controller.records import discard_abandoned
 from controller.results import RoundRecord, git_commit, host_facts, read_jsonl, versions, write_json_atomic
 from controller.server import Controller, Job, eos_token_ids, job_seed
+from controller.settings import check_top_k
 from controller.verify import greedy_verify, speculative_verify
 
 log = logging.getLogger(__name__)
@@ -393,6 +394,7 @@ class _Segment:
             "dtype": target.dtype,
         }
         check_token_ids(x.prompts, target.vocab_size)  # before any agent starts
+        check_top_k(x, target.vocab_size)
         distributed = [p for p in self.todo if p.scheme in DISTRIBUTED]
         n_local = max((p.agents for p in distributed), default=0)
         self.enrolment = enrolment = enrolment_for(
@@ -583,6 +585,7 @@ class _Segment:
     def _distributed(self, point: GridPoint, jobs: list[Job], controller: Controller, procs, wait_agents_s) -> None:
         live = sum(1 for p in procs.values() if p.poll() is None) if procs else point.agents
         controller.begin(point.generation, jobs, min(point.agents, max(live, 1)))
+        self.seg.setdefault("configured", {})[point.id] = controller.settings.to_wire()  # what CONFIGURE sends
         controller.serve(check=self._checker(controller, procs, point, wait_agents_s))
 
     def _drafter_model(self) -> torch.nn.Module:

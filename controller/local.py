@@ -21,6 +21,7 @@ from controller.profiles import Experiment, Prompt, check_token_ids
 from controller.records import append_jsonl, check_out_dir, die_with_parent, rewrite_jsonl, split_abandoned
 from controller.results import RoundRecord, RunWriter, git_commit, host_facts, summarise, versions
 from controller.server import Controller, Job, job_seed
+from controller.settings import check_top_k
 from controller.shared_energy import attribute_shared, run_energy
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,7 @@ def run_local(
     device = controller_device(experiment)
     target = target or load_model(pair.target, device, role_dtype(experiment, "target"))
     check_token_ids(experiment.prompts, target.vocab_size)  # before anything starts
+    check_top_k(experiment, target.vocab_size)
     remote = bind is not None
     names = [f"agent-{i}" for i in range(n_agents)]
     enrolment = enrolment_for(keys_dir, insecure, remote, names)

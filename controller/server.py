@@ -13,7 +13,7 @@ import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import zmq
@@ -23,7 +23,6 @@ from agent.limits import controller_frame_bytes
 from agent.lm import probs_from_logits
 from agent.models import LoadedModel
 from agent.protocol import (
-    DENSE,
     Bye,
     Configure,
     DraftPayload,
@@ -39,9 +38,9 @@ from agent.protocol import (
     Verdict,
     decode,
     encode,
-    index_dtype_for,
     zmtp_frame_bytes,
 )
+from agent.settings import Settings
 from controller.acceptance import round_expectations
 from controller.clocksync import ClockEstimator
 from controller.device_verify import Payload, session_generator, verify_round
@@ -50,6 +49,7 @@ from controller.liveness import Liveness, check_echo, fail_over
 from controller.policies import BandAllocator, Decision, DraftPolicy, Estimates, policy_class
 from controller.profiles import Generation
 from controller.results import RoundRecord
+from controller.settings import configure_settings
 from controller.target import StaticTarget, TargetSlot
 from controller.verify import reconstruct, tail_mass
 
@@ -145,7 +145,7 @@ class Session:
     pings_left: int = 0
     ping_seq: int = 0
     last_verified_ns: int = 0  # previous round's verdict ready (controller clock)
-    settings: dict | None = None  # the CONFIGURE settings last sent
+    settings: Settings | None = None  # the CONFIGURE settings last sent
     policy: DraftPolicy | None = None  # for the current grid point
     policy_key: tuple | None = None
     estimates: Estimates | None = None
@@ -233,24 +233,9 @@ class Controller:
         self.sock.bind(endpoint)
         self.endpoint = self.sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
-    def settings_for(self, generation: Generation) -> dict:
-        """The CONFIGURE settings of a generation: a dense payload when index_dtype is "none"."""
-        dense = generation.index_dtype == DENSE
-        index = index_dtype_for(self.vocab_size) if generation.index_dtype == "auto" else generation.index_dtype
-        settings = {
-            "drafter": self.drafter_spec,
-            "vocab_size": self.vocab_size,
-            "temperature": float(generation.temperature),
-            "top_k": self.vocab_size if dense else min(generation.top_k, self.vocab_size),
-            "sampling": generation.sampling,
-            "prob_dtype": generation.prob_dtype,
-            "index_dtype": index,
-            "reconstruction": generation.reconstruction,
-        }
-        if self.telemetry:
-            settings["telemetry"] = self.telemetry
-        settings.update(self.agent_model)
-        return settings
+    def settings_for(self, generation: Generation) -> Settings:
+        """The CONFIGURE settings of a generation (``controller.settings.configure_settings``)."""
+        return configure_settings(generation, self.vocab_size, self.drafter_spec, self.telemetry, self.agent_model)
 
     def begin(self, generation: Generation, jobs: list[Job], agents: int | None = None) -> None:
         """Start a new set of prompts (a grid point) with the agents already connected.
@@ -281,9 +266,9 @@ class Controller:
                 self._sync_clock(session, SYNC_PINGS_BETWEEN)
             # else: a CONFIGURE or a clock sync is in flight and ends in _assign
 
-    def session_settings(self, name: str) -> dict:
+    def session_settings(self, name: str) -> Settings:
         """CONFIGURE settings for one agent: the shared ones plus its emulated link, if any."""
-        settings = dict(self.settings)
+        settings = self.settings
         links, gen = self.links, self.generation
         if links or gen.uplink_rate_bps:
             own = links.get("agents", {}).get(name, {})
@@ -295,9 +280,8 @@ class Controller:
                 up["bandwidth_hz"] = float(links["band_hz"])
             down = {**links.get("down", {}), **own.get("down", {})}
             seed = int(links.get("seed", 0)) + int.from_bytes(hashlib.sha256(name.encode()).digest()[:3], "little")
-            settings["link"] = {"up": up, "down": down, "seed": seed}
-            if own.get("draft_delay_s"):
-                settings["draft_delay_s"] = own["draft_delay_s"]
+            delay_s = float(own.get("draft_delay_s") or 0.0)
+            settings = replace(settings, link={"up": up, "down": down, "seed": seed}, draft_delay_s=delay_s)
         return settings
 
     def _policy(self, session: Session):
@@ -448,7 +432,7 @@ class Controller:
         session.settings = self.session_settings(session.name)
         session.band_hz = None  # a (re)configured link starts from the settings' band
         session.configures_out += 1
-        self._send(session.identity, Configure(session.settings))
+        self._send(session.identity, Configure(session.settings.to_wire()))
 
     def _on_ready(self, session: Session, msg: Ready) -> None:
         if msg.info.get("vocab_size") != self.vocab_size:
@@ -500,7 +484,7 @@ class Controller:
                     g.bandwidth_policy,
                     self.links["band_hz"],
                     [s.name for s in chosen],
-                    {s.name: s.settings["link"]["up"].get("snr_db") for s in chosen},
+                    {s.name: s.settings.link["up"].get("snr_db") for s in chosen},
                     g.draft_length,
                     g.gamma_max,
                 )
@@ -555,7 +539,7 @@ class Controller:
         self._policy(session)
         session.next_gamma = self.generation.draft_length
         if self.allocator is not None:
-            if self.allocator.add(session.name, session.settings["link"]["up"].get("snr_db")):
+            if self.allocator.add(session.name, session.settings.link["up"].get("snr_db")):
                 log.info(
                     "agent %s joined the band: equal split among %d agents", session.name, len(self.allocator.names)
                 )
@@ -788,6 +772,7 @@ class Controller:
                 request_id=msg.request_id,
                 round=msg.round,
                 draft_length=msg.draft_length,
+                top_k=msg.top_k,
                 accepted=r.n_accepted,
                 emitted=len(new),
                 next_kind="bonus" if r.n_accepted == msg.draft_length else "recovered",
