@@ -29,16 +29,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from agent.codec import RECONSTRUCTIONS, reconstruct, total_variation
+from agent.codec import reconstruct, total_variation
 from agent.lm import CachedLM, probs_from_logits
-from agent.protocol import DENSE, PROB_DTYPES, SAMPLING_MODES, WIRE_INDEX_DTYPES
+from agent.protocol import DENSE, PROB_DTYPES
 
 TORCH_PROB_DTYPES = {"float16": torch.float16, "float32": torch.float32}
 
 
 @dataclass(frozen=True)
 class DraftSettings:
-    """How to draft and how to pack; comes from the controller's ``configure``."""
+    """How to draft and how to pack: ``agent.settings.Settings.draft_settings()`` (validated there), or code's own."""
 
     temperature: float = 0.0
     top_k: int = 8
@@ -46,20 +46,6 @@ class DraftSettings:
     prob_dtype: str = "float16"
     index_dtype: str = "uint16"  # or "none": dense, top_k is the vocabulary
     reconstruction: str = "tail-fill"  # what the server rebuilds q from (sampling "full")
-
-    def __post_init__(self) -> None:
-        if self.sampling not in SAMPLING_MODES:
-            raise ValueError(f"sampling must be one of {SAMPLING_MODES}, got {self.sampling!r}")
-        if self.prob_dtype not in PROB_DTYPES:
-            raise ValueError(f"prob_dtype must be one of {list(PROB_DTYPES)}, got {self.prob_dtype!r}")
-        if self.index_dtype not in WIRE_INDEX_DTYPES:
-            raise ValueError(f"index_dtype must be one of {list(WIRE_INDEX_DTYPES)}, got {self.index_dtype!r}")
-        if self.reconstruction not in RECONSTRUCTIONS:
-            raise ValueError(f"reconstruction must be one of {RECONSTRUCTIONS}, got {self.reconstruction!r}")
-        if not self.temperature >= 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature!r}")
-        if self.top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {self.top_k!r}")
 
 
 @dataclass

@@ -18,7 +18,7 @@ import time
 
 import zmq
 
-from agent.drafter import Draft, Drafter, DraftSettings
+from agent.drafter import Draft, Drafter
 from agent.limits import AGENT_FRAME_BYTES
 from agent.models import ModelError, load_model
 from agent.protocol import (
@@ -41,6 +41,7 @@ from agent.protocol import (
     zmtp_frame_bytes,
 )
 from agent.security import ClientKeys, KeyError_, apply_client, load_client_keys
+from agent.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -233,29 +234,20 @@ class Agent:
         else:
             raise ProtocolError("unexpected", f"{type(msg).__name__} is not sent to an agent")
 
-    def configure(self, settings: dict) -> None:
+    def configure(self, wire: dict) -> None:
         """Load the drafter (kept when a later CONFIGURE names the same spec) and answer READY."""
         t0 = time.monotonic()
-        device = settings.get("device", self.device)
-        placed = (settings["drafter"], device, settings.get("dtype", "auto"))
+        settings = Settings.from_wire(wire)  # the one check of CONFIGURE's fields; trusted from here on
+        device = settings.device or self.device
+        placed = (settings.drafter, device, settings.dtype)
         if self.loaded is None or self.loaded_spec != placed:
-            self.loaded = load_model(settings["drafter"], device, settings.get("dtype"))
+            self.loaded = load_model(settings.drafter, device, settings.dtype)
             self.loaded_spec = placed
         loaded = self.loaded
-        try:
-            draft_settings = DraftSettings(
-                temperature=float(settings["temperature"]),
-                top_k=int(settings["top_k"]),
-                sampling=settings["sampling"],
-                prob_dtype=settings["prob_dtype"],
-                index_dtype=settings["index_dtype"],
-                reconstruction=settings.get("reconstruction", "tail-fill"),
-            )
-        except ValueError as exc:
-            raise ProtocolError("malformed", f"settings: {exc}") from None
+        draft_settings = settings.draft_settings()
         self.drafter = Drafter(loaded.model, draft_settings, loaded.device)
         self.vocab_size = loaded.vocab_size
-        self._configure_link(settings.get("link"), settings.get("draft_delay_s", 0.0))
+        self._configure_link(settings.link, settings.draft_delay_s)
         info = {
             "drafter": loaded.name,
             "vocab_size": loaded.vocab_size,
@@ -263,15 +255,15 @@ class Agent:
             "device": loaded.device,
             "dtype": loaded.dtype,
         }
-        tele = settings.get("telemetry")
+        tele = settings.telemetry
         if tele and self.telemetry is None:
             self.telemetry = TelemetryPublisher(
                 self.ctx,
-                self.connect.rsplit(":", 1)[0] + f":{int(tele['port'])}",
+                self.connect.rsplit(":", 1)[0] + f":{tele.port}",
                 self.name,
-                float(tele.get("rate_hz", 20.0)),
+                tele.rate_hz,
                 self.clock_shift_ns,
-                tele.get("host_sampler", "psutil"),
+                tele.host_sampler,
                 self.keys,
             )
             self.telemetry.start()
@@ -281,15 +273,11 @@ class Agent:
     def _configure_link(self, link: dict | None, draft_delay_s: float) -> None:
         from agent.link import Link, LinkError
 
-        if not isinstance(draft_delay_s, (int, float)) or draft_delay_s < 0:
-            raise ProtocolError("malformed", f"settings.draft_delay_s must be a number >= 0, got {draft_delay_s!r}")
-        self.draft_delay_s = float(draft_delay_s)
+        self.draft_delay_s = draft_delay_s
         self.uplink = self.downlink = None
         if not link:
             return
-        if not isinstance(link, dict):
-            raise ProtocolError("malformed", "settings.link must be a map")
-        seed = int(link.get("seed", 0))
+        seed = link.get("seed", 0)
         now = time.monotonic()
         try:
             self.uplink = Link(link.get("up"), seed=seed, start_s=now)

@@ -61,10 +61,10 @@ from pathlib import Path
 from typing import Any
 
 from controller.acceptance_metrics import acceptance_columns
+from controller.clocksync import clock_to_controller
 from controller.energy import host_summary, read_series
 from controller.plots import format_rate, policy_columns, table_cell  # noqa: F401  (re-exported for callers)
 from controller.prediction import point_prediction
-from controller.report import clock_to_controller
 from controller.results import read_jsonl, write_json_atomic
 from controller.shared_energy import attribute_shared, run_energy
 from controller.stats import ratio_of_sums

@@ -21,6 +21,7 @@ is close to the window's best; over shorter spans, sub-millisecond noise in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 MIN_DRIFT_SPAN_NS = 60_000_000_000  # drift is fitted only over a minute or more of bursts
@@ -92,8 +93,7 @@ class ClockEstimator:
         if not self.samples:
             return t_agent_ns
         offset0, drift, _ = self.fit()
-        # t_agent = t_ctrl + offset0 + drift * t_ctrl  =>  solve for t_ctrl
-        return round((t_agent_ns - offset0) / (1.0 + drift))
+        return to_controller_ns(t_agent_ns, offset0, drift)
 
     def describe(self) -> dict:
         """For the manifest: offset and its uncertainty in ns, drift in ppm, sample counts."""
@@ -103,6 +103,7 @@ class ClockEstimator:
         latest = self.best_points()[-1].t_ctrl_ns
         return {
             "offset_ns": round(offset0 + drift * latest),
+            "offset0_ns": round(offset0),  # at controller t = 0: with drift_ppm, what clock_to_controller maps by
             "uncertainty_ns": int(unc),
             "error_bound_ns": int(unc),
             "drift_ppm": drift * 1e6,
@@ -112,3 +113,26 @@ class ClockEstimator:
             "method": "NTP four timestamps over the agent's ZeroMQ link; lowest-delay sample of the window, "
             "drift only over >= 60 s of low-delay bursts",
         }
+
+
+def to_controller_ns(t_agent_ns: int, offset0_ns: float, drift: float) -> int:
+    """An agent timestamp on the controller's clock, given the fitted line θ(t) = θ0 + drift·t.
+
+    t_agent = t_ctrl + θ0 + drift·t_ctrl, solved for t_ctrl.
+    """
+    return round((t_agent_ns - offset0_ns) / (1.0 + drift))
+
+
+def clock_to_controller(clock: dict | None) -> Callable[[int], int] | None:
+    """Agent ns -> controller ns from a manifest's clock entry (``ClockEstimator.describe()``); None without one.
+
+    The one mapping of recorded agent timestamps (telemetry) onto the
+    controller's clock; the same line as ``ClockEstimator.to_controller``.
+    Entries written before ``offset0_ns`` was recorded are mapped by their
+    latest offset (the same thing when no drift was fitted).
+    """
+    if not clock or clock.get("offset_ns") is None:
+        return None
+    drift = (clock.get("drift_ppm") or 0.0) * 1e-6
+    offset0 = clock.get("offset0_ns", clock["offset_ns"])
+    return lambda t: to_controller_ns(t, offset0, drift)

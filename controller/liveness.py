@@ -27,11 +27,14 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import zmq
 
 from agent.protocol import DraftPayload, Error, ProtocolError
+
+if TYPE_CHECKING:
+    from agent.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -112,15 +115,15 @@ def load_liveness(path: Path, data: Any) -> Liveness:
     return live
 
 
-def check_echo(settings: dict | None, gamma: int, msg: DraftPayload) -> None:
+def check_echo(settings: Settings | None, gamma: int, msg: DraftPayload) -> None:
     """A payload's γ, K and dtypes must be the ones the controller asked for ("mismatch")."""
     if settings is None:
         raise ProtocolError("unexpected", "a payload before CONFIGURE")
     asked = {
         "draft_length": gamma,
-        "top_k": settings["top_k"],
-        "index_dtype": settings["index_dtype"],
-        "prob_dtype": settings["prob_dtype"],
+        "top_k": settings.top_k,
+        "index_dtype": settings.index_dtype,
+        "prob_dtype": settings.prob_dtype,
     }
     for name, want in asked.items():
         got = getattr(msg, name)

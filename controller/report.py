@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from controller.clocksync import clock_to_controller
 from controller.energy import host_power, read_series
 from controller.results import AGENT_PHASES, CONTROLLER_PHASES, PHASES, read_jsonl
 
@@ -28,14 +29,6 @@ PHASE_COLOURS = {
     "reply": "#CCB974",
     "rollback": "#55A868",
 }
-
-
-def clock_to_controller(clock: dict | None):
-    """Agent ns -> controller ns from the manifest's offset (constant plus drift)."""
-    if not clock or clock.get("offset_ns") is None:
-        return None
-    offset, drift = clock["offset_ns"], (clock.get("drift_ppm") or 0.0) * 1e-6
-    return lambda t: round((t - offset) / (1.0 + drift))
 
 
 def make_point_plots(run_dir: Path) -> list[Path]:

@@ -65,6 +65,7 @@ class RoundRecord:
     band_hz: float | None = None  # the agent's share of a shared uplink band when this round was sent
     expected_acceptance: list | None = None  # [γ] Σ min(p, q) where q is exactly what was sampled
     expected_acceptance_topk: dict | None = None  # dense rounds: {K: [γ]} had the drafter sampled top-K
+    top_k: int | None = None  # K the payload carried (the agent's echo of CONFIGURE's top_k; vocabulary when dense)
 
 
 #: Phases of a round, in order.  ``reply`` runs from the verdict being ready to

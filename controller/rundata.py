@@ -4,7 +4,10 @@
 
 ``rounds``     one row per line of rounds.jsonl; ``phases`` flattened into
                ``phase_<name>_start_ns``/``_end_ns``/``_s`` (controller clock),
-               ``channel`` into ``channel_<field>``
+               ``channel`` into ``channel_<field>``; ``agent_energy_j`` and
+               ``controller_energy_j``: the joules the round's agent's host and
+               the controller's host used in the round, where a power source was
+               readable, else null (``controller.measurement.join_round_energy``)
 ``outputs``    one row per line of outputs.jsonl (token lists kept as lists)
 ``telemetry``  every host's samples, one row per sample: ``host``, ``segment``
                (``specbed run``; 0 for ``local``/``serve``), ``t_ns`` on the
@@ -24,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from controller.report import clock_to_controller
+from controller.clocksync import clock_to_controller
+from controller.measurement import host_series, join_round_energy
 from controller.results import read_jsonl
 
 
@@ -74,7 +78,9 @@ def load_run(run_dir: str | Path) -> Run:
     if not manifest_path.is_file():
         raise FileNotFoundError(f"{run_dir}: no manifest.json (not a run folder)")
     manifest = json.loads(manifest_path.read_text())
-    rounds = pd.DataFrame([flatten_round(r) for r in read_jsonl(run_dir / "rounds.jsonl")[0]])
+    records = read_jsonl(run_dir / "rounds.jsonl")[0]
+    energy = join_round_energy(records, host_series(_telemetry_files(run_dir, manifest)))
+    rounds = pd.DataFrame([flatten_round(r) | e for r, e in zip(records, energy, strict=True)])
     outputs = pd.DataFrame(read_jsonl(run_dir / "outputs.jsonl")[0])
     frames = []
     for segment, path, clock in _telemetry_files(run_dir, manifest):

@@ -37,6 +37,7 @@ from agent.protocol import (
     encode,
     zmtp_frame_bytes,
 )
+from agent.settings import Settings
 from controller.federated import aggregate, measure_round, normalise_weights, worker_distribution
 from controller.verify import greedy_verify, speculative_verify
 
@@ -52,7 +53,7 @@ class WorkerSession:
     name: str
     identity: bytes
     weight: float  # the profile's w_m (normalised over all workers)
-    settings: dict | None = None
+    settings: Settings | None = None  # the CONFIGURE settings last sent
     ready: bool = False
     lost: str | None = None  # why the worker was lost, once it is
     sent: list[int] = field(default_factory=list)  # the sequence last sent (for ``base``)
@@ -175,7 +176,7 @@ class WorkerPool:
             self.errors["unexpected"] += 1
 
     # --- configuration ----------------------------------------------------------------------------
-    def configure(self, settings_for: Callable[[str], dict], expect: int, timeout_s: float) -> None:
+    def configure(self, settings_for: Callable[[str], Settings], expect: int, timeout_s: float) -> None:
         """Send every worker its CONFIGURE (now and on later HELLOs) and wait until ``expect`` are READY."""
         for s in self.sessions.values():
             s.ready, s.settings = False, None
@@ -184,7 +185,7 @@ class WorkerPool:
             for s in self.sessions.values():
                 if s.settings is None and s.lost is None:
                     s.settings = settings_for(s.name)
-                    self._send(s.identity, Configure(s.settings))
+                    self._send(s.identity, Configure(s.settings.to_wire()))
             ready = sum(1 for s in self.sessions.values() if s.ready and s.lost is None)
             if ready >= expect:
                 return

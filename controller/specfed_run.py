@@ -27,6 +27,7 @@ from agent.drafter import Drafter, DraftSettings
 from agent.limits import controller_frame_bytes
 from agent.models import load_model, prepare_model
 from agent.protocol import index_dtype_for
+from agent.settings import Settings
 from controller.experiment import Appender, RunError
 from controller.experiment.prompts import decode_text, prompt_token_ids
 from controller.keys import enrolment_for
@@ -39,31 +40,29 @@ from controller.specfed_profile import SpecFedExperiment, SpecFedPoint, load_spe
 log = logging.getLogger(__name__)
 
 
-def worker_settings(x: SpecFedExperiment, point: SpecFedPoint, name: str, vocab_size: int) -> dict:
+def worker_settings(x: SpecFedExperiment, point: SpecFedPoint, name: str, vocab_size: int) -> Settings:
     """CONFIGURE settings of one worker at one grid point."""
     g = point.generation
     spec = next(w.model for w in x.workers if w.name == name)
-    settings = {
-        "drafter": spec,  # for a worker: the model it scores with
-        "vocab_size": vocab_size,
-        "temperature": float(g.temperature),
-        "top_k": vocab_size if point.dense else int(g.top_k),
-        "sampling": "full",
-        "prob_dtype": g.prob_dtype,
-        "index_dtype": "none"
-        if point.dense
-        else (index_dtype_for(vocab_size) if g.index_dtype == "auto" else g.index_dtype),
-        "reconstruction": g.reconstruction,
-    }
     links = x.links
     own = links.get("agents", {}).get(name, {})
     up = {**links.get("up", {}), **own.get("up", {})}
     if g.uplink_rate_bps:
         up["rate_bps"] = float(g.uplink_rate_bps)
     down = {**links.get("down", {}), **own.get("down", {})}
-    if up or down:
-        settings["link"] = {"up": up, "down": down, "seed": int(links.get("seed", 0))}
-    return settings
+    return Settings(
+        drafter=spec,  # for a worker: the model it scores with
+        vocab_size=vocab_size,
+        temperature=float(g.temperature),
+        top_k=vocab_size if point.dense else int(g.top_k),
+        sampling="full",
+        prob_dtype=g.prob_dtype,
+        index_dtype="none"
+        if point.dense
+        else (index_dtype_for(vocab_size) if g.index_dtype == "auto" else g.index_dtype),
+        reconstruction=g.reconstruction,
+        link={"up": up, "down": down, "seed": int(links.get("seed", 0))} if up or down else None,
+    )
 
 
 class SpecFedRun:
@@ -146,7 +145,7 @@ class SpecFedRun:
                 except subprocess.TimeoutExpired:
                     proc.kill()
             manifest["workers"] = {
-                name: {"weight": s.weight, "lost": s.lost, "settings": s.settings}
+                name: {"weight": s.weight, "lost": s.lost, "settings": s.settings and s.settings.to_wire()}
                 for name, s in self.pool.sessions.items()
             }
             manifest["errors"] = dict(self.pool.errors)

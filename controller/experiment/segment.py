@@ -29,6 +29,7 @@ from controller.profiles import Experiment, check_token_ids
 from controller.records import split_abandoned
 from controller.results import RoundRecord
 from controller.serve import Controller, Job, eos_token_ids, job_seed
+from controller.settings import check_top_k
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ class Segment:
             "dtype": target.dtype,
         }
         check_token_ids(x.prompts, target.vocab_size)  # before any agent starts
+        check_top_k(x, target.vocab_size)
         distributed = [p for p in self.todo if p.scheme in DISTRIBUTED]
         self.requested = {p.id: sum((p.id, q.id) not in self.done for q in x.prompts) for p in distributed}
         n_local = max((p.agents for p in distributed), default=0)
@@ -277,6 +279,7 @@ class Segment:
         live = sum(1 for p in procs.values() if p.poll() is None) if procs else point.agents
         self.point_rounds[point.id], self.point_jobs[point.id] = [], jobs
         controller.begin(point.generation, jobs, min(point.agents, max(live, 1)))
+        self.seg.setdefault("configured", {})[point.id] = controller.settings.to_wire()  # what CONFIGURE sends
         try:
             controller.serve(
                 timeout_s=self.hooks.timeout_s, check=self._checker(controller, procs, point, wait_agents_s, bind)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from agent.limits import controller_frame_bytes
 from agent.models import LoadedModel
 from agent.protocol import Bye, DraftPayload, Error, Hello, ProtocolError, Ready, TimePong
+from agent.settings import Settings
 from controller.clocksync import ClockEstimator
 from controller.keys import Enrolment
 from controller.liveness import Liveness, fail_over
@@ -31,7 +32,8 @@ from controller.serve.batching import Batcher
 from controller.serve.jobs import Job, eos_token_ids
 from controller.serve.rounds import Rounds
 from controller.serve.router import Incoming, Router
-from controller.serve.sessions import SYNC_PINGS_BETWEEN, Admission, Session, configure_settings
+from controller.serve.sessions import SYNC_PINGS_BETWEEN, Admission, Session
+from controller.settings import configure_settings
 from controller.target import StaticTarget
 
 log = logging.getLogger(__name__)
@@ -98,8 +100,8 @@ class Controller:
         self.admission = Admission(self, self.rounds.send_share)
         self.batcher = Batcher(self, self.rounds.verify_batch)
 
-    def settings_for(self, generation: Generation) -> dict:
-        """The CONFIGURE settings of a generation (controller.serve.sessions.configure_settings)."""
+    def settings_for(self, generation: Generation) -> Settings:
+        """The CONFIGURE settings of a generation (controller.settings.configure_settings)."""
         return configure_settings(generation, self.vocab_size, self.drafter_spec, self.telemetry, self.agent_model)
 
     def begin(self, generation: Generation, jobs: list[Job], agents: int | None = None) -> None:

@@ -226,6 +226,7 @@ class Rounds:
                 request_id=msg.request_id,
                 round=msg.round,
                 draft_length=msg.draft_length,
+                top_k=msg.top_k,
                 accepted=r.n_accepted,
                 emitted=len(new),
                 next_kind="bonus" if r.n_accepted == msg.draft_length else "recovered",

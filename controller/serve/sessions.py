@@ -15,13 +15,12 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import torch
 
 from agent.protocol import (
-    DENSE,
     Configure,
     DraftRequest,
     Hello,
@@ -29,8 +28,8 @@ from agent.protocol import (
     Ready,
     TimePing,
     TimePong,
-    index_dtype_for,
 )
+from agent.settings import Settings
 from controller.clocksync import ClockEstimator
 from controller.device_verify import session_generator
 from controller.policies import BandAllocator, DraftPolicy, Estimates, policy_class
@@ -67,7 +66,7 @@ class Session:
     pings_left: int = 0
     ping_seq: int = 0
     last_verified_ns: int = 0  # previous round's verdict ready (controller clock)
-    settings: dict | None = None  # the CONFIGURE settings last sent
+    settings: Settings | None = None  # the CONFIGURE settings last sent
     policy: DraftPolicy | None = None  # for the current grid point
     policy_key: tuple | None = None
     estimates: Estimates | None = None
@@ -88,31 +87,8 @@ class Session:
         return self.policy
 
 
-def configure_settings(
-    generation: Generation, vocab_size: int, drafter_spec: dict, telemetry: dict | None, agent_model: dict
-) -> dict:
-    """The CONFIGURE settings of a generation: a dense payload when index_dtype is "none"."""
-    dense = generation.index_dtype == DENSE
-    index = index_dtype_for(vocab_size) if generation.index_dtype == "auto" else generation.index_dtype
-    settings = {
-        "drafter": drafter_spec,
-        "vocab_size": vocab_size,
-        "temperature": float(generation.temperature),
-        "top_k": vocab_size if dense else min(generation.top_k, vocab_size),
-        "sampling": generation.sampling,
-        "prob_dtype": generation.prob_dtype,
-        "index_dtype": index,
-        "reconstruction": generation.reconstruction,
-    }
-    if telemetry:
-        settings["telemetry"] = telemetry
-    settings.update(agent_model)
-    return settings
-
-
-def agent_settings(settings: dict, links: dict, gen: Generation, name: str) -> dict:
+def agent_settings(settings: Settings, links: dict, gen: Generation, name: str) -> Settings:
     """CONFIGURE settings for one agent: the shared ones plus its emulated link, if any."""
-    settings = dict(settings)
     if links or gen.uplink_rate_bps:
         own = links.get("agents", {}).get(name, {})
         up = {**links.get("up", {}), **own.get("up", {})}
@@ -123,9 +99,8 @@ def agent_settings(settings: dict, links: dict, gen: Generation, name: str) -> d
             up["bandwidth_hz"] = float(links["band_hz"])
         down = {**links.get("down", {}), **own.get("down", {})}
         seed = int(links.get("seed", 0)) + int.from_bytes(hashlib.sha256(name.encode()).digest()[:3], "little")
-        settings["link"] = {"up": up, "down": down, "seed": seed}
-        if own.get("draft_delay_s"):
-            settings["draft_delay_s"] = own["draft_delay_s"]
+        delay_s = float(own.get("draft_delay_s") or 0.0)
+        settings = replace(settings, link={"up": up, "down": down, "seed": seed}, draft_delay_s=delay_s)
     return settings
 
 
@@ -137,7 +112,7 @@ class Host(Protocol):
     device: str
     vocab_size: int
     generation: Generation
-    settings: dict
+    settings: Settings
     links: dict
     sessions: dict[bytes, Session]
     pending: deque[Job]
@@ -186,7 +161,7 @@ class Admission:
         session.settings = self.settings_of(session.name)
         session.band_hz = None  # a (re)configured link starts from the settings' band
         session.configures_out += 1
-        self.host.router.send(session.identity, Configure(session.settings))
+        self.host.router.send(session.identity, Configure(session.settings.to_wire()))
 
     def on_ready(self, session: Session, msg: Ready) -> None:
         vocab_size = self.host.vocab_size
@@ -238,7 +213,7 @@ class Admission:
                     g.bandwidth_policy,
                     h.links["band_hz"],
                     [s.name for s in chosen],
-                    {s.name: s.settings["link"]["up"].get("snr_db") for s in chosen},
+                    {s.name: s.settings.link["up"].get("snr_db") for s in chosen},
                     g.draft_length,
                     g.gamma_max,
                 )
@@ -296,7 +271,7 @@ class Admission:
         session.use_policy(h.generation)
         session.next_gamma = h.generation.draft_length
         if h.allocator is not None:
-            if h.allocator.add(session.name, session.settings["link"]["up"].get("snr_db")):
+            if h.allocator.add(session.name, session.settings.link["up"].get("snr_db")):
                 log.info("agent %s joined the band: equal split among %d agents", session.name, len(h.allocator.names))
             session.next_gamma = h.allocator.gamma(session.name)
             self.send_share(session)

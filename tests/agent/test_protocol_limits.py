@@ -56,13 +56,17 @@ def test_deep_and_large_frames_are_refused_cheaply():
 
 
 def test_payload_must_echo_what_was_asked():
-    settings = {"top_k": 8, "index_dtype": "uint16", "prob_dtype": "float16"}
+    from dataclasses import replace
+
+    from agent.settings import Settings
+
+    settings = Settings({}, VOCAB, 1.0, 8, index_dtype="uint16", prob_dtype="float16")
     msg = decode(encode(payload()), vocab_size=VOCAB)
     assert isinstance(msg, DraftPayload)
     check_echo(settings, 4, msg)
     for changed, gamma in (({"top_k": 16}, 4), ({"prob_dtype": "float32"}, 4), ({}, 5)):
         with pytest.raises(ProtocolError) as info:
-            check_echo({**settings, **changed}, gamma, msg)
+            check_echo(replace(settings, **changed), gamma, msg)
         assert info.value.code == "mismatch"
 
 

@@ -8,6 +8,7 @@ import yaml
 
 from agent.models import ModelError, load_model, resolve_dtype
 from agent.protocol import Configure, ProtocolError, decode, encode
+from agent.settings import Settings
 from controller.placement import agent_settings
 from controller.profiles import PROFILES_DIR, ProfileError, load_experiment
 
@@ -55,11 +56,11 @@ def test_configure_validates_device_and_dtype():
         "prob_dtype": "float16",
         "index_dtype": "uint8",
     }
-    ok = decode(encode(Configure({**base, "device": "cuda:1", "dtype": "bfloat16"})))
-    assert ok.settings["device"] == "cuda:1" and ok.settings["dtype"] == "bfloat16"
+    ok = Settings.from_wire(decode(encode(Configure({**base, "device": "cuda:1", "dtype": "bfloat16"}))).settings)
+    assert ok.device == "cuda:1" and ok.dtype == "bfloat16"
     for bad, code in (({"dtype": "int8"}, "bad_dtype"), ({"device": "tpu"}, "malformed"), ({"device": 3}, "malformed")):
         with pytest.raises(ProtocolError) as err:
-            decode(encode(Configure({**base, **bad})))
+            Settings.from_wire(decode(encode(Configure({**base, **bad}))).settings)
         assert err.value.code == code and next(iter(bad)) in err.value.message
 
 
