@@ -9,6 +9,7 @@ has each round exactly once.  The folder's files: ``controller.experiment.folder
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,7 @@ from controller import hostload
 from controller.experiment.folder import Progress, create, open_for_resume
 from controller.experiment.grid import GridPoint, RunError, expand_grid
 from controller.experiment.segment import RunHooks, Segment
-from controller.profiles import Experiment, load_experiment
+from controller.profiles import Experiment, ProfileError, load_experiment
 from controller.records import discard_abandoned, rewrite_jsonl
 from controller.results import git_commit, host_facts, read_jsonl, write_json_atomic
 
@@ -56,6 +57,7 @@ def run_experiment(
     ``command`` name; the folder they get is the one ``specbed run`` writes.
     """
     out_dir = Path(out_dir)
+    existed = out_dir.exists()
     if resume:
         experiment, manifest = open_for_resume(out_dir, profile)
         grid = expand_grid(experiment)
@@ -99,6 +101,11 @@ def run_experiment(
             Segment(experiment, out_dir, grid, todo, done, seg, target, on_progress, hooks).run(
                 bind, telemetry_port, wait_agents_s, agent_threads, keys_dir, insecure
             )
+    except ProfileError:
+        # refused before anything ran (a prompt id or K the target cannot take): a new folder is removed
+        if not resume and not (read_jsonl(out_dir / "rounds.jsonl")[0] or read_jsonl(out_dir / "outputs.jsonl")[0]):
+            _remove_new_folder(out_dir, existed)
+        raise
     finally:
         # prompts redone after their agent was lost: only the attempt that finished counts
         rounds, _ = read_jsonl(out_dir / "rounds.jsonl")
@@ -106,10 +113,20 @@ def run_experiment(
         if seg["abandoned_rounds"]:
             rewrite_jsonl(out_dir / "rounds.jsonl", kept)
             seg["discarded_rounds"] += seg["abandoned_rounds"]
-        seg["finished_unix_s"] = time.time()
-        seg["host_load"] = hostload.over_segment(load_start, hostload.snapshot())
-        write_json_atomic(out_dir / "manifest.json", manifest)
+        if out_dir.exists():
+            seg["finished_unix_s"] = time.time()
+            seg["host_load"] = hostload.over_segment(load_start, hostload.snapshot())
+            write_json_atomic(out_dir / "manifest.json", manifest)
     from controller.analysis import write_summary_and_report
 
     write_summary_and_report(out_dir)
     return out_dir
+
+
+def _remove_new_folder(out_dir: Path, existed: bool) -> None:
+    """Remove what this run wrote into ``out_dir`` (and the folder itself, unless it was there, empty, before)."""
+    if existed:
+        for child in out_dir.iterdir():
+            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+    else:
+        shutil.rmtree(out_dir, ignore_errors=True)
