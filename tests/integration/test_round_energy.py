@@ -40,7 +40,7 @@ def test_every_round_with_readable_power_carries_its_hosts_energy(tmp_path, tiny
     experiment = load_experiment("tiny", max_new_tokens=32)
     out = tmp_path / "run"
     run_local(experiment, out, agents=1, target=tiny_pair[0], on_progress=on_progress)
-    summary = json.loads((out / "summary.json").read_text())
+    (summary,) = json.loads((out / "summary.json").read_text())["points"].values()  # the one point's figures
     assert summary["hosts"]["controller"]["power_sources"] == ["power_total_w"]
     assert summary["hosts"]["agent-0"]["power_sources"] == []  # psutil only: no readable power
 
