@@ -1,5 +1,5 @@
 import sys
 
-from agent.runtime import main
+from agent.entry import main
 
 sys.exit(main())

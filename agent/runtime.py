@@ -40,7 +40,7 @@ from agent.protocol import (
     encode,
     zmtp_frame_bytes,
 )
-from agent.security import ClientKeys, KeyError_, apply_client, load_client_keys
+from agent.security import ClientKeys, apply_client
 from agent.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -359,54 +359,3 @@ class Agent:
         if self.telemetry:
             self.telemetry.stop()
         self.sock.close()
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    from agent.options import add_agent_arguments, add_log_options
-
-    parser = argparse.ArgumentParser(
-        prog="python -m agent",
-        description="specbed edge agent: drafts tokens for a specbed controller over ZeroMQ.",
-    )
-    add_agent_arguments(parser)
-    add_log_options(parser)
-    return run(parser.parse_args(argv))
-
-
-def run(args) -> int:
-    """Run an agent with parsed options (``agent.options``); the exit status."""
-    from agent.options import log_level
-
-    logging.basicConfig(
-        level=log_level(args, logging.INFO), format=f"%(asctime)s {args.name} %(levelname)s %(message)s"
-    )
-    keys = None
-    if args.insecure:
-        print("warning: --insecure: this agent talks to the controller unauthenticated, in the clear", file=sys.stderr)
-    elif not (args.key and args.server_key):
-        print(
-            "error: give --key and --server-key (made by `specbed keys`; see SECURITY.md), or --insecure",
-            file=sys.stderr,
-        )
-        return 2
-    else:
-        try:
-            keys = load_client_keys(args.key, args.server_key)
-        except KeyError_ as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    log.debug("options: %s", {k: v for k, v in vars(args).items() if k != "func"})
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    cls = Agent
-    if args.role == "worker":
-        from agent.worker import Worker as cls
-    agent = cls(args.connect, args.name, args.device, args.idle_timeout, args.clock_shift_ns, keys)
-    try:
-        return agent.run()
-    finally:
-        agent.close()

@@ -17,7 +17,7 @@ import csv
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from controller.results import AGENT_PHASES, CONTROLLER_PHASES, PHASES
+from controller.phases import AGENT_PHASES, CONTROLLER_PHASES, PHASES
 
 POWER_COLUMNS = ("power_total_w", "gpu_power_w")
 COUNTER_COLUMNS = {"gpu_energy_mj": 1e-3, "cpu_energy_uj": 1e-6}  # to joules

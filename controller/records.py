@@ -97,3 +97,18 @@ def discard_abandoned(out_dir: Path, rounds: list[dict], outputs: list[dict]) ->
     if discarded:
         append_jsonl(Path(out_dir) / "discarded_rounds.jsonl", discarded)
     return kept, len(discarded)
+
+
+def read_jsonl(path: Path) -> tuple[list[dict], int]:
+    """Complete lines of a JSONL file, and how many were cut off or unreadable (a crash mid-line)."""
+    if not path.is_file():
+        return [], 0
+    good, bad = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            good.append(json.loads(line))
+        except json.JSONDecodeError:
+            bad += 1
+    return good, bad

@@ -23,6 +23,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from controller.phases import AGENT_PHASES, CONTROLLER_PHASES, PHASES  # noqa: F401  (re-exported for callers)
+from controller.records import read_jsonl  # noqa: F401  (re-exported for callers)
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -66,28 +69,6 @@ class RoundRecord:
     expected_acceptance: list | None = None  # [γ] Σ min(p, q) where q is exactly what was sampled
     expected_acceptance_topk: dict | None = None  # dense rounds: {K: [γ]} had the drafter sampled top-K
     top_k: int | None = None  # K the payload carried (the agent's echo of CONFIGURE's top_k; vocabulary when dense)
-
-
-#: Phases of a round, in order.  ``reply`` runs from the verdict being ready to
-#: its receipt by the agent, and ``rollback`` is the agent applying it; both
-#: belong to the previous round and arrive with this round's payload.
-#: ``batch_wait`` is a decoded payload waiting for the others of its batch.
-#: ``queue`` is a payload that had arrived waiting for the controller to finish
-#: other agents' work before reading it (never counted as ``uplink``).
-PHASES = (
-    "drafting",
-    "packing",
-    "uplink",
-    "queue",
-    "decode",
-    "batch_wait",
-    "target_forward",
-    "verification",
-    "reply",
-    "rollback",
-)
-AGENT_PHASES = ("drafting", "packing", "rollback")
-CONTROLLER_PHASES = ("decode", "batch_wait", "target_forward", "verification")
 
 
 def host_facts() -> dict[str, Any]:
@@ -165,21 +146,6 @@ def write_json_atomic(path: Path, obj: dict) -> Path:
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
     tmp.replace(path)
     return path
-
-
-def read_jsonl(path: Path) -> tuple[list[dict], int]:
-    """Complete lines of a JSONL file, and how many were cut off or unreadable (a crash mid-line)."""
-    if not path.is_file():
-        return [], 0
-    good, bad = [], 0
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        try:
-            good.append(json.loads(line))
-        except json.JSONDecodeError:
-            bad += 1
-    return good, bad
 
 
 def summarise(

@@ -29,7 +29,7 @@ from typing import Any
 
 from controller.clocksync import clock_to_controller
 from controller.measurement import host_series, join_round_energy
-from controller.results import read_jsonl
+from controller.records import read_jsonl
 
 
 @dataclass

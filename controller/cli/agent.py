@@ -20,6 +20,6 @@ def register(sub) -> None:
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
-    from agent.runtime import run
+    from agent.entry import run
 
     return run(args)
