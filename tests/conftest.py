@@ -32,3 +32,10 @@ def keys(tmp_path):
 def agent_key_args(keys, name: str) -> list[str]:
     """The agent command-line arguments that give agent ``name`` its enrolled keys."""
     return ["--key", str(keys / "agents" / f"{name}.key_secret"), "--server-key", str(keys / "controller.key")]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests over namespace hosts (tests/playbooks) carry the ``namespace`` marker (``-m "not namespace"``)."""
+    for item in items:
+        if "playbooks" in item.path.parts:
+            item.add_marker(pytest.mark.namespace)
