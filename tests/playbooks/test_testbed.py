@@ -245,11 +245,13 @@ def test_quickstart_served_to_the_namespace_agents(hosts):
         str(run),
     )
     assert out.returncode == 0, out.stdout[-4000:]
-    summary = json.loads((run / "summary.json").read_text())
+    (summary,) = json.loads((run / "summary.json").read_text())["points"].values()  # the one point's figures
     manifest = json.loads((run / "manifest.json").read_text())
-    assert manifest["kind"] == "remote"
-    assert manifest["security"]["mode"] == "curve"  # only the enrolled boards were served
-    assert manifest["security"]["enrolled"] == ["tb-orin-1", "tb-orin-2"]
+    assert manifest["kind"] == "experiment" and manifest["command"] == "serve"
+    (segment,) = manifest["segments"]
+    assert segment["kind"] == "remote"
+    assert segment["security"]["mode"] == "curve"  # only the enrolled boards were served
+    assert segment["security"]["enrolled"] == ["tb-orin-1", "tb-orin-2"]
     assert summary["prompts"] == summary["prompts_requested"] == 4
     assert set(summary["agents"]) == {"tb-orin-1", "tb-orin-2"}
     assert all(a["prompts"] >= 1 and a["clock"]["samples"] > 0 for a in summary["agents"].values())
@@ -258,7 +260,7 @@ def test_quickstart_served_to_the_namespace_agents(hosts):
     rounds = [json.loads(line) for line in (run / "rounds.jsonl").read_text().splitlines()]
     assert {r["agent"] for r in rounds} == {"tb-orin-1", "tb-orin-2"}
     for name in NAMES[1:]:  # telemetry came back over the shaped links
-        lines = (run / "telemetry" / f"{name}.csv").read_text().splitlines()
+        lines = (run / "telemetry" / "segment-0" / f"{name}.csv").read_text().splitlines()
         assert lines[0].startswith("t_ns,") and len(lines) > 5
 
 
