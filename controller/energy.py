@@ -156,7 +156,7 @@ def host_summary(
     tokens: int,
     missing_reason: str | None = None,
 ) -> dict:
-    """The per-host fields of summary.json."""
+    """The per-host fields of a point's live summary (summary.json's ``points``)."""
     intervals = phase_intervals(rounds, host, is_controller)
     out: dict = {
         "phase_mean_s": {p: (sum(b - a for a, b in iv) / len(iv) / 1e9 if iv else None) for p, iv in intervals.items()},

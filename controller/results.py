@@ -7,7 +7,9 @@ Files:
 ``manifest.json``  profile, versions, git commit, host facts of every process
 ``rounds.jsonl``   one object per verification round (see ``RoundRecord``)
 ``outputs.jsonl``  per prompt: prompt_id, prompt_token_ids, token_ids, text
-``summary.json``   totals and rates (see ``summarise``)
+``summary.json``   summary.csv's rows and each distributed point's live totals and rates (``summarise``)
+
+(the whole folder: ``controller.experiment.folder``)
 """
 
 from __future__ import annotations

@@ -13,8 +13,9 @@
                (``specbed run``; 0 for ``local``/``serve``), ``t_ns`` on the
                controller's clock (the manifest's clock estimate per host:
                offset and drift) and ``t_agent_ns`` as recorded
-``summary``    summary.json as a one-row frame (``local``/``serve``), or
-               summary.csv (``specbed run``: one row per configuration)
+``summary``    summary.csv, one row per configuration (every run folder has it; a
+               folder written before ``local`` and ``serve`` shared the runner has
+               only summary.json, read as a one-row frame)
 ``manifest``   manifest.json as a dict
 
 pandas is the ``data`` extra: ``pip install 'specbed[data]'``.

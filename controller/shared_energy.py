@@ -9,7 +9,7 @@ GPU's own counter).  Every sampler names its device (``agent.physical``,
 device's energy over the window is read once, from the stream with the most
 samples in the window, and split equally among the hosts that read it.
 
-Per host (``summary.json`` ``hosts.<host>``): ``energy_j`` is the host's
+Per host (a point's ``hosts.<host>`` in summary.json's ``points``): ``energy_j`` is the host's
 share, ``energy_devices`` maps each device to ``family``,
 ``device_energy_j`` (the whole device over the window), ``hosts`` (who
 shares it) and ``read_from``.  ``run_energy`` gives the run's total with
