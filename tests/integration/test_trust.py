@@ -35,14 +35,15 @@ HEARTBEAT_TIMEOUT_S = 3.0
 DRAFT_DELAY_S = 0.2
 
 
-def experiment(tmp_path, prompts: int = 6):
+def experiment(tmp_path, prompts: int = 10, draft_delay_s: float = DRAFT_DELAY_S):
     path = tmp_path / "prompts.jsonl"
     path.write_text(
         "".join(f'{{"id": "t{i}", "prompt_token_ids": [0, {3 + i}, {7 + 2 * i}]}}\n' for i in range(prompts))
     )
     x = load_experiment("tiny", prompts=str(path), max_new_tokens=32)
-    # drafting held back 0.2 s a token (a sleep, no CPU): the run (~25 s) outlasts the attacks (~10 s)
-    slow = {"up": {}, "down": {}, "draft_delay_s": DRAFT_DELAY_S}
+    # drafting held back draft_delay_s a token (a sleep, no CPU): at 0.2 s the run (~40 s) outlasts
+    # the attacks (~10 s); the outputs do not depend on it
+    slow = {"up": {}, "down": {}, "draft_delay_s": draft_delay_s}
     links = {"up": {}, "down": {}, "seed": 0, "agents": {"agent-0": slow, "agent-1": slow}}
     return dataclasses.replace(x, liveness=Liveness(0.5, HEARTBEAT_TIMEOUT_S, 600.0), links=links)
 
@@ -50,7 +51,7 @@ def experiment(tmp_path, prompts: int = 6):
 @pytest.fixture(scope="module")
 def clean_outputs(tmp_path_factory, tiny_pair):
     tmp = tmp_path_factory.mktemp("clean")
-    return run_local(experiment(tmp), tmp / "run", agents=2, target=tiny_pair[0]).outputs
+    return run_local(experiment(tmp, draft_delay_s=0.0), tmp / "run", agents=2, target=tiny_pair[0]).outputs
 
 
 class Background:
@@ -155,9 +156,15 @@ def test_only_enrolled_agents_are_served_and_big_frames_cost_nothing(tmp_path, t
         assert bg.thread.is_alive(), f"the run ended before the attack (error: {bg.error!r}): make it longer"
         t_attack = time.monotonic_ns()
         for key_args in ([str(enrolled.agent_secret("rogue")), str(server)], ["-", "-"]):
-            attacker = subprocess.run(
-                [sys.executable, "-c", ATTACKER, ep, *key_args], capture_output=True, text=True, timeout=60
-            )
+            try:
+                attacker = subprocess.run(
+                    [sys.executable, "-c", ATTACKER, ep, *key_args], capture_output=True, text=True, timeout=60
+                )
+            except subprocess.TimeoutExpired as exc:  # no hang-up came: say whether the run was still there
+                raise AssertionError(
+                    f"no hang-up in 60 s for the attacker with keys {key_args} (run alive: {bg.thread.is_alive()}, "
+                    f"events seen: {exc.stdout!r})"
+                ) from exc
             assert attacker.returncode == 0, attacker.stderr
         t_attack_end = time.monotonic_ns()
         # a controller that had gone would never hang up: the attacks above met the live one
@@ -216,7 +223,8 @@ def test_a_stopped_agent_is_lost_within_the_heartbeat_timeout(tmp_path, tiny_pai
             os.kill(child.pid, signal.SIGSTOP)
             stopped.update(pid=child.pid, ns=time.monotonic_ns(), prompt=record.prompt_id)
 
-    bg = Background(experiment(tmp_path), tmp_path / "run", tiny_pair[0], on_round=on_round)
+    # a run held up by the stopped agent's prompt lasts until that agent is lost, whatever the delay
+    bg = Background(experiment(tmp_path, draft_delay_s=0.02), tmp_path / "run", tiny_pair[0], on_round=on_round)
     try:
         run = bg.join()
     finally:
