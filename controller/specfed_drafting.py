@@ -284,6 +284,11 @@ class AgentDrafting:
     def close(self, manifest: dict) -> None:
         """Bye to the agent, its process waited for; its summary, errors and exit code into ``manifest``."""
         ctrl = self.ctrl
+        live = {s.name for s in ctrl.sessions.values()}
+        for name, proc in self.procs.items():
+            if name not in live and proc.poll() is None:  # lost (a stalled process): nothing to say bye to
+                proc.kill()
+                proc.wait()
         say_bye_and_wait(ctrl, self.procs)
         manifest["drafter_endpoint"] = self.endpoint
         manifest["drafter_agent"] = ctrl.agent_summaries().get(DRAFTER_AGENT)
