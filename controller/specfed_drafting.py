@@ -40,14 +40,14 @@ from controller.profiles import Generation
 from controller.serve import Controller, Job
 from controller.serve.batching import Batcher
 from controller.serve.sessions import Session
-from controller.specfed import RoundResult, Scored, WorkerPool, federated_round
+from controller.specfed import RoundResult, Scored, WorkerPool, WorkersLost, federated_round
 from controller.specfed_profile import DRAFTER_AGENT, SpecFedExperiment, SpecFedPoint
 
 log = logging.getLogger(__name__)
 
 
 class DrafterLost(RuntimeError):
-    """The drafting agent is gone (or never became ready): no round can be drafted."""
+    """The drafting agent is gone (or never became ready), or its rounds cannot go on: the point ends."""
 
 
 def round_record(
@@ -137,7 +137,8 @@ class SpecFedController(Controller):
         super().__init__(**kwargs)
         self.pool, self.x, self.on_record = pool, x, on_record
         self.point: SpecFedPoint | None = None
-        self.failure: Exception | None = None  # raised from the serve loop's check (controller.serve swallows)
+        # raised by the serve loop's check: Controller.handle would only log an exception from a round
+        self.failure: Exception | None = None
         self.batcher = Batcher(self, self.verify_federated)
 
     def make_core(self, target: LoadedModel, device: str) -> NoTarget:
@@ -260,8 +261,10 @@ class AgentDrafting:
     def check(self, t0: float) -> None:
         """Between messages: a failed round, a drafting agent that exited, was lost or is not ready in time."""
         ctrl = self.ctrl
-        if ctrl.failure is not None:
+        if isinstance(ctrl.failure, WorkersLost):
             raise ctrl.failure
+        if ctrl.failure is not None:
+            raise DrafterLost(f"a round of the drafting agent failed: {ctrl.failure!r}") from ctrl.failure
         proc = self.procs.get(DRAFTER_AGENT)
         if proc is not None and proc.poll() is not None:
             where = self.logs / f"{DRAFTER_AGENT}.log"

@@ -99,6 +99,33 @@ def test_a_drafting_agent_lost_mid_point_ends_the_run_with_a_record(tmp_path, ho
     assert read_jsonl(tmp_path / "run" / "rounds.jsonl")  # the rounds before the loss are kept
 
 
+def test_every_worker_lost_under_an_agent_drafter_ends_the_run_and_the_agent_is_told_bye(tmp_path):
+    profile = write_profile(
+        tmp_path,
+        PROMPTS,
+        drafter="agent",
+        baselines=[],
+        generation={**GREEDY, "max_new_tokens": 40},
+        sweep={"top_k": [4], "reconstruction": ["tail-fill"]},
+    )
+    killed = []
+
+    def kill_the_workers(status: str) -> None:
+        if killed or "round 2," not in status:
+            return
+        for child in psutil.Process().children(recursive=True):
+            if "worker" in child.cmdline():
+                child.send_signal(signal.SIGKILL)
+                killed.append(child.pid)
+
+    with pytest.raises(RuntimeError, match="no worker answered|every worker is lost"):
+        run_specfed(profile, tmp_path / "run", on_progress=kill_the_workers)
+    assert len(killed) == 3
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert "worker" in manifest["failed"] and all(w["lost"] for w in manifest["workers"].values())
+    assert manifest["drafter_exit_code"] == 0  # the drafting agent was told bye and left
+
+
 def test_drafter_places_and_the_drafting_agents_name_are_checked(tmp_path):
     profile = write_profile(tmp_path, PROMPTS, drafter="agent", generation=GREEDY)
     assert load_specfed(profile).drafter == "agent"
