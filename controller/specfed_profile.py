@@ -7,7 +7,13 @@ an experiment that make sense here (``name``, ``description``, ``models``
 ``links``) and its own:
 
 ``scheme``     ``specfed``
-``drafter``    ``controller`` (the drafter runs in the controller process)
+``drafter``    ``controller`` (default: the drafter runs in the controller
+               process) or ``agent``: it runs in a drafting agent (``python -m
+               agent --name drafter``, started for the run, or a remote
+               ``specbed agent`` with ``--bind``) that drafts as for the
+               distributed scheme, sends q dense in float32 and applies the
+               verdicts; the controller forwards its drafts to the workers
+               (``controller.specfed_drafting``)
 ``workers``    a list of ``{name, model, weight | data_size}``: each worker's
                model spec (sharing the drafter's tokenizer) and its weight
                w_m, given or proportional to a declared data size; the
@@ -43,7 +49,8 @@ from controller.profiles import (
 from controller.profiles.loaders.files import _read_yaml, _resolve, _typed, _unknown
 
 SPECFED = "specfed"
-DRAFTER_PLACES = ("controller",)
+DRAFTER_PLACES = ("controller", "agent")
+DRAFTER_AGENT = "drafter"  # the drafting agent's name under ``drafter: agent``
 FIELDS = (
     "name",
     "description",
@@ -179,6 +186,9 @@ def load_specfed(ref: str) -> SpecFedExperiment:
     drafter = data.get("drafter", "controller")
     if drafter not in DRAFTER_PLACES:
         raise ProfileError(f"{path}: drafter: expected one of {', '.join(DRAFTER_PLACES)}, got {drafter!r}")
+    workers = _workers(path, data.get("workers"))
+    if drafter == "agent" and any(w.name == DRAFTER_AGENT for w in workers):
+        raise ProfileError(f"{path}: workers: {DRAFTER_AGENT!r} is the drafting agent's name under drafter: agent")
     generation = load_generation(path, data.get("generation"))
     sweep = _typed(path, "sweep", data.get("sweep") or {}, dict, "a mapping of top_k and reconstruction lists")
     _unknown(path, "sweep", sweep, {"top_k", "reconstruction"})
@@ -210,7 +220,7 @@ def load_specfed(ref: str) -> SpecFedExperiment:
         path=str(path),
         models=models,
         prompts=prompts,
-        workers=_workers(path, data.get("workers")),
+        workers=workers,
         generation=generation,
         sweep=sweep,
         baselines=list(baselines),

@@ -171,6 +171,12 @@ def write_specfed_report(out_dir: Path) -> tuple[Path, Path]:
             f"* {name}: w = {wk['weight']:.3f}, model {json.dumps(wk['settings']['drafter']) if wk.get('settings') else '?'}"
             + (f", LOST: {wk['lost']}" if wk.get("lost") else "")
         )
+    drafted = [r["drafter_bytes_up"] for r in rounds if r.get("drafter") == "agent"]
+    if drafted:
+        lines += [
+            "",
+            f"Drafted by the drafting agent: {sum(drafted) / len(drafted):.0f} uplink bytes per round (q dense, float32).",
+        ]
     lines += [
         "",
         "| K | strategy | α | agg. bias (bound) | acc. bias (bound) | local err. (bound) | B up/pos | tok/s | ms/token |",

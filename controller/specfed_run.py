@@ -2,7 +2,8 @@
 
 The run folder has the layout of ``controller.experiment``'s (profile.yaml,
 manifest.json, rounds.jsonl, outputs.jsonl, logs/, summary.csv, report.md,
-report/*.png).  The drafter runs in this process (``drafter: controller``);
+report/*.png).  The drafter runs in this process (``drafter: controller``)
+or in a drafting agent (``drafter: agent``, ``controller.specfed_drafting``);
 the workers are local subprocesses (``python -m agent --role worker``) or,
 with ``bind``, remote ones connecting to it under the profile's worker names.
 Each round record carries the weights used, the bytes each way (scheme
@@ -35,7 +36,8 @@ from controller.records import die_with_parent
 from controller.results import git_commit, host_facts, versions, write_json_atomic
 from controller.serve import Job, eos_token_ids, job_seed
 from controller.specfed import WorkerPool, WorkersLost, federated_round
-from controller.specfed_profile import SpecFedExperiment, SpecFedPoint, load_specfed
+from controller.specfed_drafting import AgentDrafting, DrafterLost, round_record
+from controller.specfed_profile import DRAFTER_AGENT, SpecFedExperiment, SpecFedPoint, load_specfed
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,7 @@ class SpecFedRun:
         self.outputs = Appender(out_dir / "outputs.jsonl")
         self.procs: dict[str, subprocess.Popen] = {}
         self.request_id = 0
+        self.drafting: AgentDrafting | None = None  # drafter: agent
 
     def spawn(self, endpoint: str, threads: int | None) -> None:
         for w in self.x.workers:
@@ -113,7 +116,8 @@ class SpecFedRun:
         self.vocab = drafter.vocab_size
 
         self.ids = {p.id: prompt_token_ids(p, drafter.tokenizer) for p in x.prompts}
-        self.enrolment = enrolment_for(self.keys_dir, self.insecure, bind is not None, [w.name for w in x.workers])
+        peers = [w.name for w in x.workers] + ([DRAFTER_AGENT] if x.drafter == "agent" else [])
+        self.enrolment = enrolment_for(self.keys_dir, self.insecure, bind is not None, peers)
         manifest["security"] = self.enrolment.describe()
         gamma = max(p.generation.draft_length for p in x.grid()) + 1  # γ + 1 scored rows
         self.pool = WorkerPool(
@@ -128,16 +132,34 @@ class SpecFedRun:
             self.spawn(self.pool.endpoint, threads)
         self.drafter_model = drafter.model
         try:
+            if x.drafter == "agent":
+                self.drafting = AgentDrafting(
+                    x,
+                    drafter,
+                    self.pool,
+                    self.enrolment,
+                    self.dir,
+                    self.write_round,
+                    self.write_output,
+                    bind=bind,
+                    threads=threads,
+                    wait_s=wait_s,
+                )
             grid = x.grid()
             for i, point in enumerate(grid):
                 expect = sum(1 for w in x.workers if (s := self.pool.sessions.get(w.name)) is None or s.lost is None)
                 self.on_progress(f"point {i + 1}/{len(grid)} {point.id}: configuring {expect} workers")
                 self.pool.configure(lambda n, p=point: worker_settings(x, p, n, self.vocab), expect, wait_s)
                 t0 = time.monotonic()
-                for prompt in x.prompts:
-                    self.run_prompt(point, prompt.id)
-                manifest["points"][point.id] = {"wall_s": time.monotonic() - t0}
+                try:
+                    info = self.run_point(point)
+                except (WorkersLost, DrafterLost) as exc:
+                    manifest["points"][point.id] = {"wall_s": time.monotonic() - t0, "failed": str(exc)}
+                    raise
+                manifest["points"][point.id] = {"wall_s": time.monotonic() - t0, **info}
         finally:
+            if self.drafting is not None:
+                self.drafting.close(manifest)
             self.pool.bye()
             for proc in self.procs.values():
                 try:
@@ -156,8 +178,40 @@ class SpecFedRun:
             self.rounds.close()
             self.outputs.close()
 
-    def run_prompt(self, point: SpecFedPoint, prompt_id: str) -> None:
+    def run_point(self, point: SpecFedPoint) -> dict:
+        """Every prompt of one point, drafted here or by the drafting agent; the manifest's extra fields."""
+        if self.drafting is None:
+            for prompt in self.x.prompts:
+                self.run_prompt(point, prompt.id)
+            return {}
+        g = point.generation
+        jobs = [Job(p.id, self.ids[p.id], g.max_new_tokens, job_seed(point.seed, p.id)) for p in self.x.prompts]
+        return self.drafting.run_point(point, jobs)
 
+    def write_round(self, record: dict) -> None:
+        self.rounds.write(record)
+        self.on_progress(
+            f"{record['point']} {record['prompt_id']}: round {record['round']}, {record['drafter']} drafted"
+        )
+
+    def write_output(self, job: Job, point: SpecFedPoint) -> None:
+        """One line of ``outputs.jsonl``: a finished prompt."""
+        text = decode_text(self.tokenizer, job.generated) if self.tokenizer is not None else None
+        self.outputs.write(
+            {
+                "point": point.id,
+                "prompt_id": job.prompt_id,
+                "seed": job.seed,
+                "prompt_token_ids": job.prompt_token_ids,
+                "token_ids": job.generated,
+                "tokens": len(job.generated),
+                "text": text,
+                "started_ns": job.started_ns,
+                "done_ns": job.done_ns,
+            }
+        )
+
+    def run_prompt(self, point: SpecFedPoint, prompt_id: str) -> None:
         g, x = point.generation, self.x
         self.request_id += 1
         job = Job(prompt_id, self.ids[prompt_id], g.max_new_tokens, job_seed(point.seed, prompt_id))
@@ -193,46 +247,11 @@ class SpecFedRun:
             n = result.n_accepted
             drafter.accept(drafts[:n].tolist(), result.next_token)
             new, finished = job.extend(drafts[:n].tolist() + [result.next_token], self.eos)
-            positions = g.draft_length + 1
-            up = sum(a.bytes_up for a in answers.values())
-            down = sum(a.bytes_down for a in answers.values())
-            self.rounds.write(
-                {
-                    "point": point.id,
-                    "prompt_id": prompt_id,
-                    "round": rnd,
-                    "draft_length": g.draft_length,
-                    "accepted": n,
-                    "emitted": len(new),
-                    "next_kind": "bonus" if n == g.draft_length else "recovered",
-                    "workers": sorted(answers),
-                    "weights": result.weights,
-                    "bytes_up": up,
-                    "bytes_down": down,
-                    "bytes_up_per_position": up / positions / len(answers),
-                    "bytes_down_per_position": down / positions / len(answers),
-                    "uplink_s": {k: float(a.payload.link.get("up_s") or 0.0) for k, a in answers.items()},
-                    "phases": {"drafting": [t0, t1], "scoring": [t1, t2], "verification": [t2, t3]},
-                    "metrics": result.metrics,
-                }
-            )
+            phases = {"drafting": [t0, t1], "scoring": [t1, t2], "verification": [t2, t3]}
+            self.write_round(round_record(point, prompt_id, rnd, result, answers, len(new), phases, "controller"))
             rnd += 1
-            self.on_progress(f"{point.id} {prompt_id}: {len(job.generated)}/{g.max_new_tokens} tokens")
         job.done_ns = time.monotonic_ns()
-        text = decode_text(self.tokenizer, job.generated) if self.tokenizer is not None else None
-        self.outputs.write(
-            {
-                "point": point.id,
-                "prompt_id": prompt_id,
-                "seed": job.seed,
-                "prompt_token_ids": job.prompt_token_ids,
-                "token_ids": job.generated,
-                "tokens": len(job.generated),
-                "text": text,
-                "started_ns": job.started_ns,
-                "done_ns": job.done_ns,
-            }
-        )
+        self.write_output(job, point)
 
 
 def run_specfed(
@@ -264,13 +283,14 @@ def run_specfed(
         "versions": versions(),
         "controller": host_facts(),
         "git": git_commit(),
+        "drafter": x.drafter,
         "started_unix_s": time.time(),
         "points": {},
     }
     write_json_atomic(out_dir / "manifest.json", manifest)
     try:
         SpecFedRun(x, out_dir, on_progress, keys_dir, insecure).run(bind, worker_threads, wait_workers_s, manifest)
-    except WorkersLost as exc:
+    except (WorkersLost, DrafterLost) as exc:
         manifest["failed"] = str(exc)
         raise RuntimeError(f"SpecFed run stopped: {exc}") from None
     finally:

@@ -66,7 +66,7 @@ class Controller:
         self.vocab_size = target.vocab_size
         self.device = device
         self.drafter_spec = drafter_spec
-        self.core = StaticTarget(target.model, device)  # one static KV cache, a row per session
+        self.core = self.make_core(target, device)  # one static KV cache, a row per session
         self.telemetry = telemetry  # {"port": SUB port, "rate_hz": float, "host_sampler": str}
         self.links = links or {}  # controller.profiles.load_links
         self.settings = self.settings_for(generation)
@@ -99,6 +99,10 @@ class Controller:
         self.rounds = Rounds(self)
         self.admission = Admission(self, self.rounds.send_share)
         self.batcher = Batcher(self, self.rounds.verify_batch)
+
+    def make_core(self, target: LoadedModel, device: str) -> StaticTarget:
+        """The target's static cache; a controller that verifies elsewhere (controller.specfed_drafting) overrides it."""
+        return StaticTarget(target.model, device)
 
     def settings_for(self, generation: Generation) -> Settings:
         """The CONFIGURE settings of a generation (controller.settings.configure_settings)."""
