@@ -51,7 +51,7 @@ def train(runs: list[Path], out: Path, epochs: int = 300, seed: int = 0, lr: flo
         "samples": len(y),
         "positive_rate": round(pos, 4),
         "train_accuracy_at_0.5": round(float(((score >= 0.5).float() == y).float().mean()), 4),
-        "final_loss": round(float(loss), 4),
+        "final_loss": round(float(loss.detach()), 4),
         "epochs": epochs,
         "seed": seed,
     }

@@ -63,6 +63,25 @@ def test_selective_sends_fewer_hidden_bytes_and_more_round_trips(tmp_path, tiny_
     assert counts["selective"][1] >= 1 and counts["full"][1] == 0
 
 
+def test_an_always_accepting_head_keeps_every_mismatch_and_the_run_says_lossy(tmp_path, tiny_pair, tiny_head):
+    """Threshold 0: every mismatch is kept, so every round accepts all γ drafts; every file says lossy."""
+    import csv
+
+    always = {"wisv_threshold_good": 0.0, "wisv_threshold_poor": 0.0}
+    run_local(semantic(tiny_head, hidden_upload="selective", **always), tmp_path, target=tiny_pair[0])
+    rounds = read_jsonl(tmp_path / "rounds.jsonl")
+    mism = [r for r in rounds if r["wisv"]["mismatches"] > 0]
+    assert mism and all(r["accepted"] == r["draft_length"] for r in rounds)
+    assert all(r["wisv"]["semantic_accepted"] >= 1 and r["wisv"]["strict_accepted"] < r["accepted"] for r in mism)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["lossy_points"] == [p["id"] for p in manifest["grid"]]
+    summary = list(csv.DictReader((tmp_path / "summary.csv").open()))
+    assert summary and all("verification=semantic-lossy" in row["config"] for row in summary)
+    assert "semantic verification is LOSSY" in (tmp_path / "report.md").read_text()
+    wisv_rows = list(csv.DictReader((tmp_path / "wisv_summary.csv").open()))
+    assert wisv_rows and all("lossy by design" in row["lossy"] for row in wisv_rows)
+
+
 def test_semantic_profile_errors_name_the_field(tiny_head):
     with pytest.raises(ProfileError, match="wisv_head"):
         load_experiment("tiny", temperature=0.0, verification="semantic")
@@ -95,3 +114,23 @@ def test_bundled_target_gets_most_of_the_task_set_right(bundled_target):
             out.append(token)
         right.append(score(decode_text(bundled_target.tokenizer, out), answers[prompt.id]))
     assert sum(right) / len(right) >= 0.5, right
+
+
+def test_collect_and_train_from_a_strict_run(tmp_path, tiny_pair):
+    """`specbed wisv collect RUN` then `specbed wisv train RUN --out HEAD` on a strict tiny run; bad input named."""
+    from controller.cli import main
+    from controller.wisv.head import load_head
+
+    run = tmp_path / "strict"
+    run_local(load_experiment("tiny", temperature=0.0, max_new_tokens=16), run, target=tiny_pair[0])
+    assert main(["wisv", "collect", str(run), "--max-prompts", "2"]) == 0
+    samples = torch.load(run / "wisv_samples.pt", weights_only=True)
+    n = len(samples["label"])
+    assert n > 0 and set(samples["label"].tolist()) <= {0.0, 1.0}
+    assert samples["h_target"].shape == (n, 32) and samples["h_drafter"].shape == (n, 32)
+    head_path = tmp_path / "head.pt"
+    assert main(["wisv", "train", str(run), "--out", str(head_path), "--epochs", "5"]) == 0
+    head = load_head(head_path)
+    assert head.meta["samples"] == n and head.meta["epochs"] == 5
+    assert main(["wisv", "train", str(tmp_path), "--out", str(head_path)]) == 2  # no samples there
+    assert main(["wisv", "collect", str(run), "--per-round", "0"]) == 2
