@@ -8,6 +8,8 @@ from pathlib import Path
 
 from controller.cli.common import add_command, fail
 
+HEAD_FILE = "head.pt"  # what ``wisv train --out DIR`` writes into DIR (``--out`` is always a folder)
+
 
 def register(sub) -> None:
     wisv = add_command(sub, "wisv", help="WISV semantic verification (lossy): collect samples, train the head")
@@ -19,7 +21,7 @@ def register(sub) -> None:
     co.set_defaults(func=cmd_collect)
     tr = add_command(wisv_sub, "train", help="train the decision head on the samples of RUN folders")
     tr.add_argument("runs", nargs="+", metavar="RUN", help="run folders holding wisv_samples.pt")
-    tr.add_argument("--out", required=True, metavar="HEAD", help="head file to write (name it in the profile)")
+    tr.add_argument("--out", required=True, metavar="DIR", help="folder to write head.pt into (name it in the profile)")
     tr.add_argument("--epochs", type=int, default=300, help="full-batch epochs (default 300)")
     tr.add_argument("--seed", type=int, default=0, help="initialisation seed (default 0)")
     tr.set_defaults(func=cmd_train)
@@ -46,10 +48,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.epochs < 1:
         return fail(f"specbed wisv train: --epochs: expected a positive integer, got {args.epochs}")
+    out = Path(args.out) / HEAD_FILE
     try:
-        meta = train([Path(r) for r in args.runs], Path(args.out), epochs=args.epochs, seed=args.seed)
+        meta = train([Path(r) for r in args.runs], out, epochs=args.epochs, seed=args.seed)
     except (OSError, ValueError, KeyError) as exc:
         return fail(f"specbed wisv train: {exc}")
     print(json.dumps(meta, indent=1))
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
     return 0

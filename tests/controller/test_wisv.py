@@ -81,7 +81,7 @@ def test_bundled_head_is_the_never_accepting_placeholder():
 
     from controller.wisv.head import never_accepting_head
 
-    head = load_head(Path("profiles/wisv/smollm2-135m-head.pt"))
+    head = load_head(Path("profiles/wisv/smollm2-135m/head.pt"))
     assert head.meta["trained"] is False
     args = (torch.randn(64, 576), torch.randn(64, 576), torch.randn(64, 3), torch.rand(64, 2))
     assert head(*args).max() < 1e-6  # below the wisv.yaml thresholds (0.5 to 0.9)

@@ -117,7 +117,7 @@ def test_bundled_target_gets_most_of_the_task_set_right(bundled_target):
 
 
 def test_collect_and_train_from_a_strict_run(tmp_path, tiny_pair):
-    """`specbed wisv collect RUN` then `specbed wisv train RUN --out HEAD` on a strict tiny run; bad input named."""
+    """`specbed wisv collect RUN` then `specbed wisv train RUN --out DIR` (DIR/head.pt) on a strict tiny run; bad input named."""
     from controller.cli import main
     from controller.wisv.head import load_head
 
@@ -128,9 +128,9 @@ def test_collect_and_train_from_a_strict_run(tmp_path, tiny_pair):
     n = len(samples["label"])
     assert n > 0 and set(samples["label"].tolist()) <= {0.0, 1.0}
     assert samples["h_target"].shape == (n, 32) and samples["h_drafter"].shape == (n, 32)
-    head_path = tmp_path / "head.pt"
-    assert main(["wisv", "train", str(run), "--out", str(head_path), "--epochs", "5"]) == 0
-    head = load_head(head_path)
+    head_dir = tmp_path / "head"
+    assert main(["wisv", "train", str(run), "--out", str(head_dir), "--epochs", "5"]) == 0
+    head = load_head(head_dir / "head.pt")
     assert head.meta["samples"] == n and head.meta["epochs"] == 5
-    assert main(["wisv", "train", str(tmp_path), "--out", str(head_path)]) == 2  # no samples there
+    assert main(["wisv", "train", str(tmp_path), "--out", str(head_dir)]) == 2  # no samples there
     assert main(["wisv", "collect", str(run), "--per-round", "0"]) == 2
