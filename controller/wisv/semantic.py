@@ -130,7 +130,9 @@ class Semantic:
 
         w = self.pending.get(session.identity)
         r = None if w is None else w.round
-        if r is None or session.job is None or (msg.request_id, msg.round) != (r.msg.request_id, r.msg.round):
+        asked = None if r is None else (r.msg.request_id, r.msg.round)
+        # the round it asked about, and still the session's round (not one failed over since)
+        if session.job is None or (msg.request_id, msg.round) != asked or asked != (session.request_id, session.round):
             raise ProtocolError("unexpected", f"hidden answer for request {msg.request_id} round {msg.round}")
         if msg.positions != w.positions:
             raise ProtocolError("unexpected", f"hidden answer for positions {msg.positions}, asked {w.positions}")
