@@ -53,6 +53,8 @@ TYPE_LIMITS: dict[int, Limits] = {
     12: Limits(KIB, 4, 4, 64, 0, 2),  # LINK
     13: Limits(8 * MAX_PROMPT_TOKENS + KIB, MAX_PROMPT_TOKENS, 0, 64, 0, 2),  # SCORE_REQUEST (SpecFed)
     14: Limits(None, 16, 8, 64, 1 << 31, 2),  # SCORE_PAYLOAD (SpecFed): like DRAFT_PAYLOAD
+    15: Limits(8 * KIB, 1024, 0, 0, 0, 2),  # HIDDEN_REQUEST (WISV): up to 1024 positions
+    16: Limits(None, 1024, 0, 64, 1 << 31, 2),  # HIDDEN_ANSWER (WISV): positions and one block of rows
 }
 
 
@@ -62,7 +64,9 @@ def payload_frame_bytes(vocab_size: int, gamma_max: int) -> int:
     The worst legal layout: K = V entries per draft token with 4-byte indices
     and 4-byte probabilities (8·V bytes), plus the token, q(x) and TV arrays
     (12 bytes) per token, times γ_max, plus 1 KiB of scalars, times and link
-    state.  A dense float32 payload (V·4·γ) is smaller.
+    state.  A dense float32 payload (V·4·γ) is smaller, also with WISV's
+    hidden states (d·4 bytes per token) as long as the drafter's hidden size
+    d is at most V, as in every model pair specbed names.
     """
     return gamma_max * (8 * vocab_size + 12) + KIB
 

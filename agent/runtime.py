@@ -28,6 +28,7 @@ from agent.protocol import (
     DraftRequest,
     Error,
     Hello,
+    HiddenRequest,
     LinkUpdate,
     Message,
     ProtocolError,
@@ -159,6 +160,7 @@ class Agent:
         self.uplink = self.downlink = None  # agent.link.Link when the controller asks for emulation
         self.draft_delay_s = 0.0
         self.last_down_s = 0.0
+        self.hidden = None  # agent.wisv.HiddenUpload when the controller asks for WISV hidden states
 
     def now_ns(self) -> int:
         """This agent's clock: monotonic ns plus the configured shift."""
@@ -223,6 +225,8 @@ class Agent:
             self.on_verdict(msg, recv_ns)
         elif isinstance(msg, LinkUpdate):
             self.update_link(msg)
+        elif isinstance(msg, HiddenRequest):
+            self.answer_hidden(msg)
         elif isinstance(msg, Error):
             self.errors_received += 1
             log.warning("controller reports %s: %s", msg.code, msg.message)
@@ -248,6 +252,7 @@ class Agent:
         self.drafter = Drafter(loaded.model, draft_settings, loaded.device)
         self.vocab_size = loaded.vocab_size
         self._configure_link(settings.link, settings.draft_delay_s)
+        self._configure_hidden(settings, loaded.model)
         info = {
             "drafter": loaded.name,
             "vocab_size": loaded.vocab_size,
@@ -284,6 +289,25 @@ class Agent:
             self.downlink = Link(link.get("down"), seed=seed + 1, start_s=now)
         except LinkError as exc:
             raise ProtocolError("malformed", f"settings.link: {exc}") from None
+
+    def _configure_hidden(self, settings: Settings, model) -> None:
+        from agent.wisv import HiddenUpload
+
+        if self.hidden is not None:
+            self.hidden.close()
+        h = settings.hidden
+        self.hidden = None if h is None else HiddenUpload(model, h.upload, h.dtype)
+
+    def answer_hidden(self, msg: HiddenRequest) -> None:
+        """WISV selective upload: the kept states of the asked positions, over the emulated links."""
+        if self.hidden is None or self.request is None:
+            raise ProtocolError("unexpected", "hidden-state request to an agent not configured for WISV")
+        if self.downlink is not None and self.downlink.active:
+            time.sleep(self.downlink.transfer(self.last_verdict_bytes, time.monotonic()).seconds)
+        answer = self.hidden.answer(msg)
+        if self.uplink is not None and self.uplink.active:
+            time.sleep(self.uplink.transfer(zmtp_frame_bytes(len(encode(answer))), time.monotonic()).seconds)
+        self.send(answer)
 
     def update_link(self, msg: LinkUpdate) -> None:
         """A bandwidth re-allocation: a new rate or band share for the emulated links."""
@@ -325,6 +349,8 @@ class Agent:
     def draft_and_send(self) -> None:
         s = self.drafter.settings
         t_start = self.now_ns()
+        if self.hidden is not None:
+            self.hidden.capture.clear()
         draft: Draft = self.drafter.draft(self.draft_length)
         if self.draft_delay_s:
             time.sleep(self.draft_delay_s * self.draft_length)  # an emulated slower device
@@ -344,6 +370,8 @@ class Agent:
             times=[t_start, t_end, 0, self.last_verdict_ns, self.last_rollback_ns],
             tv=draft.tv,
         )
+        if self.hidden is not None:
+            self.hidden.keep(payload)
         payload.times[2] = self.now_ns()
         if self.uplink is not None and self.uplink.active:
             rate, snr = self.uplink.state(time.monotonic())

@@ -20,6 +20,7 @@ from typing import Any
 
 from agent.codec import RECONSTRUCTIONS
 from agent.drafter import DraftSettings
+from agent.protocol.hidden import HIDDEN_DTYPES, HIDDEN_UPLOADS
 from agent.protocol.wire import (
     DENSE,
     MODEL_DTYPES,
@@ -60,6 +61,25 @@ class TelemetrySettings:
 
 
 @dataclass(frozen=True)
+class HiddenSettings:
+    """WISV: upload the drafter's last-layer hidden states, ``full`` (every payload) or ``selective`` (on request)."""
+
+    upload: str
+    dtype: str = "float16"
+
+    @classmethod
+    def from_wire(cls, data: Any) -> HiddenSettings:
+        h = _map(data, "settings.hidden")
+        return cls(
+            _one_of(h.get("upload"), HIDDEN_UPLOADS, "malformed", "settings.hidden.upload"),
+            _one_of(h.get("dtype", "float16"), HIDDEN_DTYPES, "bad_dtype", "settings.hidden.dtype"),
+        )
+
+    def to_wire(self) -> dict:
+        return {"upload": self.upload, "dtype": self.dtype}
+
+
+@dataclass(frozen=True)
 class Settings:
     """What one agent drafts with and how it packs, sends and samples.
 
@@ -84,6 +104,7 @@ class Settings:
     telemetry: TelemetrySettings | None = None
     device: str | None = None
     dtype: str = "auto"
+    hidden: HiddenSettings | None = None  # WISV semantic verification only
 
     @property
     def dense(self) -> bool:
@@ -132,6 +153,7 @@ class Settings:
             telemetry=None if tele is None else TelemetrySettings.from_wire(tele),
             device=device,
             dtype=_one_of(s.get("dtype", "auto"), MODEL_DTYPES, "bad_dtype", "settings.dtype"),
+            hidden=None if s.get("hidden") is None else HiddenSettings.from_wire(s["hidden"]),
         )
 
     def to_wire(self) -> dict:
@@ -155,6 +177,8 @@ class Settings:
         if self.device is not None:
             out["device"] = self.device
         out["dtype"] = self.dtype
+        if self.hidden is not None:
+            out["hidden"] = self.hidden.to_wire()
         return out
 
     def draft_settings(self) -> DraftSettings:

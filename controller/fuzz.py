@@ -34,6 +34,8 @@ from agent.protocol import (
     DraftRequest,
     Error,
     Hello,
+    HiddenAnswer,
+    HiddenRequest,
     LinkUpdate,
     Message,
     MsgType,
@@ -94,6 +96,8 @@ def valid_messages() -> list[Message]:
         TimePong(1, 123, 456, 789),
         Telemetry("orin-1", ["t_ns", "cpu_percent", "gpu"], [[1, 50.0, None], [2, 51.5, "x"]]),
         LinkUpdate({"rate_bps": 1e6}, {}),
+        HiddenRequest(3, 1, [0, 2]),
+        HiddenAnswer(3, 1, [0, 2], "float16", 6, np.ones((2, 6), dtype=np.float16)),
     ]
 
 

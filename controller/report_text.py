@@ -14,6 +14,7 @@ from controller import policy_report, tkslt_report
 from controller.answers import answers
 from controller.hostload import busy_warning
 from controller.plots import make_plots, policy_columns, short_label, table_cell
+from controller.wisv import report as wisv_report
 
 # --- report.md -----------------------------------------------------------------------------------
 
@@ -75,6 +76,7 @@ def make_report(run, rows: list[dict]) -> Path:
     lines += policy_report.predictions_section(rows, lambda r: short_label(r, rows))
     lines += policy_report.multispin_section(run, run.dir / "report")
     lines += tkslt_report.section(tkslt_report.acceptance_rows(run.grid, run.rounds, rows), run.dir / "report")
+    lines += wisv_report.section(run)  # WISV: semantic rows, labelled lossy (none without semantic points)
 
     lines += ["## Summary", ""]
     cols = [

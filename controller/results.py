@@ -68,6 +68,7 @@ class RoundRecord:
     alpha_estimate: float | None = None  # the policy's running acceptance estimate
     batch_size: int = 1  # payloads verified in the same target forward pass
     band_hz: float | None = None  # the agent's share of a shared uplink band when this round was sent
+    wisv: dict | None = None  # WISV semantic verification (lossy): see controller.wisv.semantic
     expected_acceptance: list | None = None  # [γ] Σ min(p, q) where q is exactly what was sampled
     expected_acceptance_topk: dict | None = None  # dense rounds: {K: [γ]} had the drafter sampled top-K
     top_k: int | None = None  # K the payload carried (the agent's echo of CONFIGURE's top_k; vocabulary when dense)

@@ -17,6 +17,7 @@ from typing import Any
 from agent.protocol import DENSE, index_dtype_for
 from agent.settings import Settings, TelemetrySettings
 from controller.profiles import Generation, ProfileError
+from controller.wisv.semantic import hidden_settings
 
 
 def configure_settings(
@@ -44,6 +45,7 @@ def configure_settings(
         index_dtype=index,
         reconstruction=generation.reconstruction,
         telemetry=TelemetrySettings(**telemetry) if telemetry else None,
+        hidden=hidden_settings(generation),  # WISV semantic verification only
         **(agent_model or {}),
     )
 

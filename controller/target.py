@@ -196,6 +196,9 @@ class StaticTarget:
         self.slots: list[TargetSlot] = []
         self.graphs: dict[tuple[int, int], _Graph] = {}
         self.pool = None
+        # WISV (keep_hidden): the last pass's last-layer hidden states [B', T, d], in the callers' order
+        self.hidden: torch.Tensor | None = None
+        self._hidden_hook = None
         # the last row is scratch for padding; the rows before it a power of two, so that an aligned
         # batch bucket (see forward) fits in the buffer
         self._allocate(_bucket(max(rows, 1)) + 1, _round_len(max_len))
@@ -231,6 +234,29 @@ class StaticTarget:
         if slot in self.slots:
             self.slots.remove(slot)
             self.free.append(slot.row)
+
+    # --- hidden states (WISV) -----------------------------------------------
+
+    def keep_hidden(self) -> None:
+        """From now on every pass leaves the target's last-layer hidden states in ``hidden``.
+
+        They are the input of the output head (a forward pre-hook on
+        ``get_output_embeddings()``), row for row like the logits ``forward``
+        returns.  A captured CUDA graph keeps the hook's tensor as one of its
+        static buffers, so graphs captured before the hook are dropped and
+        captured again.  ValueError for a model without an output head to hook.
+        """
+        if self._hidden_hook is not None:
+            return
+        head = self.model.get_output_embeddings()
+        if head is None:
+            raise ValueError(f"{type(self.model).__name__} has no output embeddings: its hidden states cannot be read")
+
+        def hook(module, args):
+            self.hidden = args[0]
+
+        self._hidden_hook = head.register_forward_pre_hook(hook)
+        self.graphs.clear()
 
     # --- forward ------------------------------------------------------------
 
@@ -291,7 +317,10 @@ class StaticTarget:
             dev = torch.from_numpy(inp).to(self.device)
             out = self._forward(dev[0], dev[1], dev[2, :, 0], aligned)
         if aligned and rows != list(range(len(slots))):
-            out = out[torch.tensor(rows, device=out.device)]  # back to the callers' order
+            order = torch.tensor(rows, device=out.device)
+            out = out[order]  # back to the callers' order
+            if self._hidden_hook is not None:
+                self.hidden = self.hidden[order]
         return out, [start - keep for start, keep in zip(starts, keeps, strict=True)]
 
     def _forward(self, ids: torch.Tensor, pos: torch.Tensor, rows: torch.Tensor, aligned: bool = False) -> torch.Tensor:
@@ -331,6 +360,7 @@ class _Graph:
         from controller import fused
 
         dev = target.device
+        self.target = target
         self.inp = torch.zeros(3, batch, t_new, dtype=torch.long, device=dev)  # ids, positions, rows
         if aligned:  # warm-up and capture write only each row's scratch position
             self.inp[1] = target.max_len - 1
@@ -353,6 +383,7 @@ class _Graph:
             self.graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(self.graph, pool=pool):
                 self.out = target._forward(self.ids, self.pos, self.rows, aligned)
+            self.hidden = target.hidden if target._hidden_hook is not None else None  # a static buffer too
         log.info("captured the target forward for batch %d x %d new tokens", batch, t_new)
 
     def run(self, inp: np.ndarray) -> torch.Tensor:
@@ -361,4 +392,6 @@ class _Graph:
         self.host.numpy()[:] = inp
         self.inp.copy_(self.host, non_blocking=True)
         self.graph.replay()
+        if self.hidden is not None:
+            self.target.hidden = self.hidden
         return self.out

@@ -102,17 +102,35 @@ Message types (direction, fields in order):
     request received, forward pass done, sent, ``link`` map as in
     ``DRAFT_PAYLOAD``.
 
+WISV (protocol version 5, ``agent.protocol.hidden``): ``CONFIGURE``'s
+optional ``hidden`` map (``upload`` "full" | "selective", ``dtype``
+"float16" | "float32") asks the drafter for its last-layer hidden states.
+With "full", every ``DRAFT_PAYLOAD`` of that agent carries a 14th field,
+``hidden`` bytes [γ, width] (hidden dtype), and a receiver decodes with
+``decode(..., hidden_dtype=...)``; without it a payload has 13 fields and a
+14th is refused.  With "selective":
+
+``HIDDEN_REQUEST`` (15, controller -> agent), after a payload with mismatches
+    ``request_id``, ``round`` (the payload asked about), ``positions`` list of
+    1 to 1024 distinct increasing ints: the mismatched draft positions.
+``HIDDEN_ANSWER`` (16, agent -> controller), the answer to one request
+    ``request_id``, ``round``, ``positions`` (echoed), ``hidden_dtype``
+    "float16" | "float32", ``width`` int in [1, 65536] (the drafter's hidden
+    size), ``hidden`` bytes [len(positions), width] (hidden dtype).
+
 Decoding validates everything and raises ``ProtocolError`` whose ``code``
 is the counter the receiver increments.
 
 The package holds one part each: ``wire`` (version, dtypes, error codes,
 field validators), ``messages`` (the control messages), ``draft`` (the
-draft payload), ``specfed`` (the score messages) and ``frames`` (``encode``
-and ``decode``); this module hands their names on.
+draft payload), ``specfed`` (the score messages), ``hidden`` (WISV's hidden
+states) and ``frames`` (``encode`` and ``decode``); this module hands their
+names on.
 """
 
 from agent.protocol.draft import DraftPayload
 from agent.protocol.frames import MESSAGE_TYPES, decode, encode
+from agent.protocol.hidden import HIDDEN_DTYPES, HIDDEN_UPLOADS, HiddenAnswer, HiddenRequest
 from agent.protocol.messages import (
     Bye,
     Configure,
@@ -148,6 +166,8 @@ from agent.protocol.wire import (
 __all__ = [
     "DENSE",
     "ERROR_CODES",
+    "HIDDEN_DTYPES",
+    "HIDDEN_UPLOADS",
     "INDEX_DTYPES",
     "MESSAGE_TYPES",
     "MODEL_DTYPES",
@@ -163,6 +183,8 @@ __all__ = [
     "DraftRequest",
     "Error",
     "Hello",
+    "HiddenAnswer",
+    "HiddenRequest",
     "LinkUpdate",
     "Message",
     "MsgType",

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from agent.protocol.hidden import hidden_bytes, hidden_rows
 from agent.protocol.wire import (
     DENSE,
     INDEX_DTYPES,
@@ -45,6 +46,14 @@ class DraftPayload(Message):
     times: list[int]  # agent ns: draft start, draft end, sent, previous verdict received, its rollback done
     tv: np.ndarray | None = None  # [γ] float32, TV(q, server's q̃) as the drafter measured it
     link: dict = field(default_factory=dict)  # channel state on an emulated link
+    # WISV full-hidden upload only (a 14th field where CONFIGURE negotiated it, agent.protocol.hidden):
+    # [γ, width] in the negotiated hidden dtype, the drafter's last-layer state per draft token
+    hidden: np.ndarray | None = None
+
+    @classmethod
+    def wire_fields(cls, **ctx: Any) -> int:
+        """13 fields; 14 where the receiver negotiated full hidden-state upload (``hidden_dtype`` in ctx)."""
+        return 14 if ctx.get("hidden_dtype") else 13
 
     @property
     def dense(self) -> bool:
@@ -55,7 +64,7 @@ class DraftPayload(Message):
         idx = INDEX_DTYPES["uint32" if self.dense else self.index_dtype]
         indices = b"" if self.dense else np.ascontiguousarray(self.topk_indices, dtype=idx).tobytes()
         tv = b"" if self.tv is None else np.ascontiguousarray(self.tv, dtype="<f4").tobytes()
-        return [
+        wire = [
             self.request_id,
             self.round,
             self.draft_length,
@@ -70,6 +79,9 @@ class DraftPayload(Message):
             tv,
             dict(self.link),
         ]
+        if self.hidden is not None:  # negotiated: the hidden array's own dtype is the negotiated one
+            wire.append(hidden_bytes(self.hidden, self.hidden.dtype.name))
+        return wire
 
     @classmethod
     def from_wire(cls, fields: list, **ctx: Any) -> DraftPayload:
@@ -141,6 +153,7 @@ class DraftPayload(Message):
             _times(fields[10], "times", PAYLOAD_TIMES),
             tv,
             _link(fields[12]),
+            hidden_rows(fields[13], ctx["hidden_dtype"], gamma) if len(fields) > 13 else None,
         )
 
 

@@ -11,7 +11,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-PROTOCOL_VERSION = 4  # 3: LINK messages (bandwidth re-allocation); 4: SpecFed SCORE_REQUEST/SCORE_PAYLOAD
+#: 3: LINK messages (bandwidth re-allocation); 4: SpecFed SCORE_REQUEST/SCORE_PAYLOAD;
+#: 5: WISV HIDDEN_REQUEST/HIDDEN_ANSWER and the negotiated hidden-state field of DRAFT_PAYLOAD
+PROTOCOL_VERSION = 5
 
 #: Tolerance on a top-K row's sum above 1 (float16 rounding of K values).
 PROB_SUM_TOLERANCE = 1e-2
@@ -79,6 +81,8 @@ class MsgType(IntEnum):
     LINK = 12
     SCORE_REQUEST = 13
     SCORE_PAYLOAD = 14
+    HIDDEN_REQUEST = 15
+    HIDDEN_ANSWER = 16
 
 
 def index_dtype_for(vocab_size: int) -> str:
@@ -165,6 +169,11 @@ class Message:
 
     def to_wire(self) -> list:
         return [getattr(self, f.name) for f in dataclass_fields(self)]
+
+    @classmethod
+    def wire_fields(cls, **ctx: Any) -> int:
+        """How many fields a frame of this type carries for a receiver with context ``ctx``."""
+        return len(dataclass_fields(cls))
 
     @classmethod
     def from_wire(cls, fields: list, **ctx: Any) -> Message:

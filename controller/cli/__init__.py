@@ -30,6 +30,7 @@ from controller.cli import (
     shape,
     testbed,
     testhosts,
+    wisv,
 )
 from controller.cli.tables import print_run_summary as _print_run_summary  # noqa: F401 (tests import it here)
 
@@ -48,6 +49,7 @@ EPILOG = """examples:
   specbed bench fuzz --frames 100000 --json  malformed frames against the protocol decoder
   specbed keys --dir keys --agents orin-1,orin-2   enrol the controller and two boards (SECURITY.md)
   specbed agent --connect tcp://10.0.0.1:5555 --name orin-1 --key orin-1.key_secret --server-key controller.key
+  specbed wisv collect results/RUN && specbed wisv train results/RUN --out head.pt   WISV's head (lossy mode)
 """
 
 #: Command modules in ``--help`` order; each has ``register(subparsers)``.
@@ -68,6 +70,7 @@ COMMANDS = (
     collect,
     testbed,
     testhosts,
+    wisv,
 )
 
 

@@ -76,6 +76,8 @@ def create(out_dir: Path, experiment: Experiment, grid: list[GridPoint], command
         "profile_source": experiment.path,
         "profile": experiment.to_dict(),
         "grid": [{"id": p.id, "config": p.config, "seed": p.seed, **p.params()} for p in grid],
+        # WISV: the points whose output may differ from the target's (semantic verification is lossy)
+        "lossy_points": [p.id for p in grid if p.generation.verification == "semantic"],
         "versions": versions(),
         "started_unix_s": time.time(),
         "segments": [],

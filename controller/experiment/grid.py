@@ -50,6 +50,8 @@ class GridPoint:
                 "uplink_rate_bps": g.uplink_rate_bps,
                 "batching": g.batching,
                 "bandwidth_policy": g.bandwidth_policy,
+                "verification": g.verification,  # "semantic" is WISV: lossy by design
+                "hidden_upload": g.hidden_upload if g.verification == "semantic" else None,
             }
         return {
             "scheme": self.scheme,
@@ -79,6 +81,8 @@ def _point(scheme: str, generation: Generation, agents: int, seed: int) -> GridP
             keys.append(f"bandwidth_policy={generation.bandwidth_policy}")
         if generation.batching != "auto":
             keys.append(f"batching={generation.batching}")
+        if generation.verification == "semantic":  # WISV: the id itself, and so summary.csv, says it is lossy
+            keys.append(f"verification=semantic-lossy,hidden_upload={generation.hidden_upload}")
         keys.append(f"agents={agents}")
     config = f"{scheme}:" + ",".join(keys)
     return GridPoint(f"{config},seed={seed}", config, scheme, generation, agents, seed)

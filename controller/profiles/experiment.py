@@ -66,6 +66,14 @@ class GenerationProfile(Profile):
     batch_window_s: float = Field(0.02, ge=0, lt=60, description="seconds in [0, 60)")
     bandwidth_policy: BandwidthPolicy = Field("none", description="how links.band_hz is shared")
     realloc_rounds: int = Field(8, ge=1, description="an integer >= 1")
+    # WISV (ALGORITHMS.md section 6, controller.wisv): strict stays the default; semantic is lossy by design
+    verification: Literal["strict", "semantic"] = Field("strict", description="strict, or semantic (WISV, lossy)")
+    hidden_upload: Literal["full", "selective"] = Field("full", description="semantic: hidden states sent how")
+    hidden_dtype: ProbDtype = Field("float16", description="the drafter hidden states' wire type")
+    wisv_head: str | None = Field(None, description="semantic: the decision-head file (a path or under profiles/)")
+    wisv_threshold: Literal["rate", "snr", "constant"] = Field("rate", description="the CSI the threshold follows")
+    wisv_threshold_good: float = Field(0.9, ge=0, le=2, description="threshold on a good channel (above 1: never)")
+    wisv_threshold_poor: float = Field(0.5, ge=0, le=2, description="threshold on a poor channel (above 1: never)")
 
 
 class PromptsFilter(Profile):
@@ -103,6 +111,8 @@ class SweepProfile(Profile):
     batching: list[Any] | None = _values()
     batch_window_s: list[Any] | None = _values()
     bandwidth_policy: list[Any] | None = _values()
+    verification: list[Any] | None = _values()
+    hidden_upload: list[Any] | None = _values()
     agents: list[Any] | None = _values()
     variants: list[dict[str, Any]] | None = Field(None, description="a list of mappings of sweepable fields")
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from agent.limits import controller_frame_bytes
 from agent.models import LoadedModel
-from agent.protocol import Bye, DraftPayload, Error, Hello, ProtocolError, Ready, TimePong
+from agent.protocol import Bye, DraftPayload, Error, Hello, HiddenAnswer, ProtocolError, Ready, TimePong
 from agent.settings import Settings
 from controller.clocksync import ClockEstimator
 from controller.keys import Enrolment
@@ -35,6 +35,7 @@ from controller.serve.router import Incoming, Router
 from controller.serve.sessions import SYNC_PINGS_BETWEEN, Admission, Session
 from controller.settings import configure_settings
 from controller.target import StaticTarget
+from controller.wisv.semantic import Semantic
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ class Controller:
         frame_limit_bytes = controller_frame_bytes(self.vocab_size, max_gamma)
         self.router = Router(endpoint, frame_limit_bytes, self.vocab_size, self.liveness, enrolment, self.errors)
         self.endpoint = self.router.endpoint
+        self.wisv = Semantic.for_generation(generation, self.core)  # WISV semantic verification (lossy), or None
         self.rounds = Rounds(self)
         self.admission = Admission(self, self.rounds.send_share)
         self.batcher = Batcher(self, self.rounds.verify_batch)
@@ -120,6 +122,7 @@ class Controller:
             raise RuntimeError("begin() while prompts are unfinished")
         self.generation = generation
         self.settings = self.settings_for(generation)
+        self.wisv = Semantic.for_generation(generation, self.core)
         self.pending = deque(jobs)
         self.unfinished = len(jobs)
         self.started = False
@@ -204,6 +207,8 @@ class Controller:
                 self.batcher.stage(session, msg, incoming.frame_len, incoming.t_recv)
             elif isinstance(msg, TimePong):
                 self.admission.on_pong(session, msg, incoming.t_recv)
+            elif isinstance(msg, HiddenAnswer):
+                self.rounds.on_hidden_answer(session, msg, incoming.frame_len, incoming.t_recv)
             elif isinstance(msg, Bye):
                 self.agent_lost(identity, f"said bye: {msg.reason}")
             elif isinstance(msg, Error):
@@ -228,6 +233,9 @@ class Controller:
         if session is None:
             return
         session.target.release()
+        if self.wisv is not None:
+            self.wisv.drop(identity)  # a round waiting for its hidden answer
+        self.router.hidden_dtype_of.pop(identity, None)
         self.batcher.flush()  # a homogeneous batch no longer waits for it
         log.warning("agent %s left: %s", session.name, why)
         session.left, session.left_ns = why, time.monotonic_ns()

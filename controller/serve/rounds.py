@@ -30,6 +30,7 @@ from controller.serve.router import Router
 from controller.serve.sessions import Admission, Session
 from controller.target import StaticTarget
 from controller.verify import reconstruct, tail_mass
+from controller.wisv.semantic import Semantic
 
 
 @dataclass
@@ -51,6 +52,7 @@ class InFlight:
     n_accepted: int = 0
     next_token: int = 0
     expected: dict = field(default_factory=dict)  # controller.acceptance's fields for the RoundRecord
+    wisv: dict | None = None  # WISV semantic verification's record of the round (controller.wisv.semantic)
 
 
 class Host(Protocol):
@@ -65,6 +67,7 @@ class Host(Protocol):
     rounds_since_solve: int
     eos_ids: set[int]
     on_round: Callable[[RoundRecord], None]
+    wisv: Semantic | None
 
 
 class Rounds:
@@ -113,19 +116,39 @@ class Rounds:
             [r.session.generator for r in rounds],
             g.temperature,
             strategy,
-            on_logits=self._expectations(rounds) if g.temperature > 0 else None,
+            on_logits=self._expectations(rounds) if g.temperature > 0 else self._wisv_observer(rounds),
         )
         positions = sum(len(r.drafts) + 1 for r in rounds)
         for r, (n_accepted, next_token) in zip(rounds, verdicts, strict=True):
             r.t_target, r.t_verified, r.n_accepted, r.next_token = t_target, t_verified, n_accepted, next_token
-            self._estimate(r, server_ns=t_verified - t_batch, positions=positions)
+        # WISV (lossy): the head's say at mismatches; selective-hidden rounds wait for their answer
+        waiting = h.wisv.review(rounds, h.router.send) if h.wisv is not None else set()
+        for r in rounds:
+            if id(r) not in waiting:
+                self._estimate(r, server_ns=t_verified - t_batch, positions=positions)
         if h.allocator is not None:
             h.rounds_since_solve += len(rounds)
             if h.rounds_since_solve >= g.realloc_rounds:
                 h.rounds_since_solve = 0
                 h.allocator.resolve({s.name: s.estimates for s in h.sessions.values()})
         for r in rounds:
-            self._reply(r, len(rounds))
+            if id(r) not in waiting:
+                self._reply(r, len(rounds))
+
+    def on_hidden_answer(self, session: Session, msg, frame_len: int, t_recv: int) -> None:
+        """WISV selective-hidden: the answer a waiting round asked for; decide, then its verdict."""
+        from agent.protocol import ProtocolError
+
+        if self.host.wisv is None:
+            raise ProtocolError("unexpected", "HiddenAnswer outside semantic verification")
+        r = self.host.wisv.on_answer(session, msg, frame_len, t_recv)
+        r.t_verified = time.monotonic_ns()  # its verification phase includes the hidden round trip
+        self._estimate(r, server_ns=r.t_verified - r.t_batch, positions=len(r.drafts) + 1)
+        self._reply(r, 1)
+
+    def _wisv_observer(self, rounds: list[InFlight]) -> Callable | None:
+        """WISV: the pass's logits and target hidden states of each round (greedy semantic generations only)."""
+        return self.host.wisv.observer(rounds) if self.host.wisv is not None else None
 
     def _expectations(self, rounds: list[InFlight]) -> Callable:
         """Record each round's exact expected acceptance (controller.acceptance) from the pass's logits."""
@@ -230,8 +253,8 @@ class Rounds:
                 accepted=r.n_accepted,
                 emitted=len(new),
                 next_kind="bonus" if r.n_accepted == msg.draft_length else "recovered",
-                bytes_up=zmtp_frame_bytes(r.frame_len),
-                bytes_down=bytes_down,
+                bytes_up=zmtp_frame_bytes(r.frame_len) + (r.wisv or {}).get("answer_bytes_up", 0),
+                bytes_down=bytes_down + (r.wisv or {}).get("request_bytes_down", 0),
                 agent_draft_start_ns=t[0],
                 agent_draft_end_ns=t[1],
                 agent_send_ns=t[2],
@@ -252,6 +275,7 @@ class Rounds:
                 alpha_estimate=est.alpha,
                 batch_size=batch_size,
                 band_hz=band_sent,
+                wisv=r.wisv,
                 **r.expected,
             )
         )

@@ -64,6 +64,8 @@ class Router:
         # bounded cost per frame, enrolled peers only, stalled peers dropped (controller.liveness)
         self.enrolment = enrolment
         self.user_of: dict[bytes, str] = {}  # agent identity -> the name its CURVE key is enrolled under
+        # agent identity -> the hidden dtype its CONFIGURE negotiated for WISV full-hidden payloads
+        self.hidden_dtype_of: dict[bytes, str] = {}
         self.sock.setsockopt(zmq.MAXMSGSIZE, frame_limit_bytes)
         liveness.apply(self.sock)
         if enrolment is not None:
@@ -128,7 +130,8 @@ class Router:
             return Incoming(identity, 0, t_recv, error=error, ends_round=False)
         frame = frames[1].bytes
         try:
-            return Incoming(identity, len(frame), t_recv, message=decode(frame, vocab_size=self.vocab_size))
+            message = decode(frame, vocab_size=self.vocab_size, hidden_dtype=self.hidden_dtype_of.get(identity))
+            return Incoming(identity, len(frame), t_recv, message=message)
         except ProtocolError as exc:
             return Incoming(identity, len(frame), t_recv, error=exc)
         except Exception as exc:  # a bug must not take the other agents down

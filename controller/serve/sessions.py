@@ -161,6 +161,11 @@ class Admission:
         session.settings = self.settings_of(session.name)
         session.band_hz = None  # a (re)configured link starts from the settings' band
         session.configures_out += 1
+        hidden = session.settings.hidden  # WISV full-hidden: its payloads carry the negotiated 14th field
+        if hidden is not None and hidden.upload == "full":
+            self.host.router.hidden_dtype_of[session.identity] = hidden.dtype
+        else:
+            self.host.router.hidden_dtype_of.pop(session.identity, None)
         self.host.router.send(session.identity, Configure(session.settings.to_wire()))
 
     def on_ready(self, session: Session, msg: Ready) -> None:

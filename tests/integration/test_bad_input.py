@@ -14,7 +14,17 @@ import msgpack
 import numpy as np
 import zmq
 
-from agent.protocol import PROTOCOL_VERSION, Bye, Configure, DraftPayload, Error, Hello, decode, encode
+from agent.protocol import (
+    PROTOCOL_VERSION,
+    Bye,
+    Configure,
+    DraftPayload,
+    Error,
+    Hello,
+    HiddenAnswer,
+    decode,
+    encode,
+)
 from agent.security import apply_client
 from controller.keys import Enrolment
 from controller.local import run_local
@@ -88,6 +98,9 @@ def test_bad_frames_get_errors_and_the_run_finishes(tmp_path, tiny_pair, keys):
         codes.append(ask(bad_payload(64, nan=True)).code)
         codes.append(ask(bad_payload(64, index=200)).code)
         codes.append(ask(b"two", b"frames").code)
+        hidden = DraftPayload(**{**vars(decode(bad_payload(64))), "hidden": np.zeros((2, 3), np.float16)})
+        codes.append(ask(encode(hidden)).code)  # WISV's 14th field, never negotiated
+        codes.append(ask(encode(HiddenAnswer(0, 0, [0], "float16", 3, np.zeros((1, 3), np.float16)))).code)
         assert codes == [
             "malformed",
             "version",
@@ -95,6 +108,8 @@ def test_bad_frames_get_errors_and_the_run_finishes(tmp_path, tiny_pair, keys):
             "bad_probabilities",
             "index_out_of_range",
             "malformed",
+            "malformed",
+            "unexpected",
         ]
         rogue_done_ns = time.monotonic_ns()
         thread.join(300)
@@ -113,11 +128,12 @@ def test_bad_frames_get_errors_and_the_run_finishes(tmp_path, tiny_pair, keys):
     assert any(r["ctrl_recv_ns"] > rogue_done_ns for r in rounds)
     assert summary["prompts"] == len(experiment.prompts)
     assert summary["errors"] == {
-        "malformed": 2,
+        "malformed": 3,
         "version": 1,
         "unknown_agent": 1,
         "bad_probabilities": 1,
         "index_out_of_range": 1,
+        "unexpected": 1,
     }
-    assert summary["errors_total"] == 6
+    assert summary["errors_total"] == 8
     assert set(summary["agent_exit_codes"].values()) == {0}

@@ -73,7 +73,9 @@ def check_generation(path: Path, g: Generation, where: str = "generation") -> Ge
         if rate <= 0:
             raise ProfileError(f"{path}: {where}.uplink_rate_bps: expected a positive rate in bit/s, got {rate}")
     from controller.policies import policy_class
+    from controller.wisv.config import check_wisv
 
+    check_wisv(path, g, where)
     try:
         policy_class(_typed(path, f"{where}.draft_policy", g.draft_policy, str, "a policy name"))
     except ValueError as exc:
