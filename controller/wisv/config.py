@@ -7,12 +7,19 @@ from pathlib import Path
 VERIFICATIONS = ("strict", "semantic")
 
 
+def resolve_head(ref: str) -> Path:
+    """A head file named in a profile: a path, or relative to profiles/."""
+    from controller.profiles.loaders.files import PROFILES_DIR
+
+    path = Path(ref)
+    return path if path.is_absolute() or path.exists() else PROFILES_DIR / ref
+
+
 def check_wisv(path: Path, g, where: str = "generation") -> None:
     """``ProfileError`` naming the field for WISV settings that cannot run."""
     from agent.protocol import HIDDEN_DTYPES, HIDDEN_UPLOADS
     from controller.profiles.base import ProfileError
     from controller.wisv.head import THRESHOLD_CSI
-    from controller.wisv.semantic import resolve_head
 
     for name, allowed in (
         ("verification", VERIFICATIONS),

@@ -24,12 +24,12 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from agent.protocol import HiddenAnswer, HiddenRequest, ProtocolError
 from agent.settings import HiddenSettings
+from controller.wisv.config import resolve_head
 from controller.wisv.head import DecisionHead, csi_features, load_head, threshold, token_features
 from controller.wisv.verify import mismatches, semantic_greedy_verify
 
@@ -41,14 +41,6 @@ def hidden_settings(generation) -> HiddenSettings | None:
     if getattr(generation, "verification", "strict") != "semantic":
         return None
     return HiddenSettings(generation.hidden_upload, generation.hidden_dtype)
-
-
-def resolve_head(ref: str) -> Path:
-    """A head file named in a profile: a path, or relative to profiles/."""
-    from controller.profiles import PROFILES_DIR
-
-    path = Path(ref)
-    return path if path.is_absolute() or path.exists() else PROFILES_DIR / ref
 
 
 @dataclass
