@@ -17,6 +17,8 @@ import json
 import math
 from pathlib import Path
 
+from controller.hostload import busy_warning
+
 #: A measured quantity may exceed its bound by this much (float64 sums of float32 values).
 BOUND_TOLERANCE = 1e-6
 
@@ -209,6 +211,17 @@ def write_specfed_report(out_dir: Path) -> tuple[Path, Path]:
                 f"(± {_fmt(r.get('acceptance_bias_se'), 2)}), {saved:.0f} uplink bytes saved per scored position per "
                 f"worker against the dense aggregation ({saved / dense['bytes_up_per_position']:.2%})."
             )
+    load = manifest.get("host_load")
+    if load and "loadavg_1m_start" in load:
+        lines += [
+            "",
+            f"Host load over the run: 1-minute load {load['loadavg_1m_start']:.1f} at start, "
+            f"{load['loadavg_1m_end']:.1f} at end, CPU busy {100 * (load.get('cpu_busy_fraction') or 0):.0f}% "
+            f"({load.get('cpu_count')} CPUs); wall time {manifest['finished_unix_s'] - manifest['started_unix_s']:.0f} s.",
+        ]
+        warning = busy_warning(load)
+        if warning:
+            lines += ["", f"> {warning}"]
     lines += ["", *[f"![{p}](report/{p})" for p in plots], ""]
     report = out_dir / "report.md"
     report.write_text("\n".join(lines))

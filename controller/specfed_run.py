@@ -29,6 +29,7 @@ from agent.limits import controller_frame_bytes
 from agent.models import load_model, prepare_model
 from agent.protocol import index_dtype_for
 from agent.settings import Settings
+from controller import hostload
 from controller.experiment import Appender, RunError
 from controller.experiment.prompts import decode_text, prompt_token_ids
 from controller.keys import enrolment_for
@@ -288,6 +289,7 @@ def run_specfed(
         "points": {},
     }
     write_json_atomic(out_dir / "manifest.json", manifest)
+    load_start = hostload.snapshot()
     try:
         SpecFedRun(x, out_dir, on_progress, keys_dir, insecure).run(bind, worker_threads, wait_workers_s, manifest)
     except (WorkersLost, DrafterLost) as exc:
@@ -295,6 +297,7 @@ def run_specfed(
         raise RuntimeError(f"SpecFed run stopped: {exc}") from None
     finally:
         manifest["finished_unix_s"] = time.time()
+        manifest["host_load"] = hostload.over_segment(load_start, hostload.snapshot())
         write_json_atomic(out_dir / "manifest.json", manifest)
     from controller.specfed_report import write_specfed_report
 
