@@ -47,7 +47,7 @@ def train(runs: list[Path], out: Path, epochs: int = 300, seed: int = 0, lr: flo
     with torch.no_grad():
         score = head(s["h_target"], s["h_drafter"], s["token"], s["csi"])
     meta = {
-        "runs": [str(r) for r in runs],
+        "runs": [Path(r).name for r in runs],  # folder names only: the head file travels, paths do not
         "samples": len(y),
         "positive_rate": round(pos, 4),
         "train_accuracy_at_0.5": round(float(((score >= 0.5).float() == y).float().mean()), 4),
