@@ -44,6 +44,17 @@ def over_segment(start: dict, end: dict) -> dict:
     return out
 
 
+def describe(load: dict | None) -> str | None:
+    """The load over a segment as one phrase for a report, or None where none was recorded."""
+    if not load or "loadavg_1m_max" not in load:
+        return None
+    return (
+        f"1-minute load {load['loadavg_1m_start']:.1f} at start, {load['loadavg_1m_end']:.1f} at end, "
+        f"CPU busy {100 * (load.get('cpu_busy_fraction') or 0):.0f}%, "
+        f"steal {100 * (load.get('cpu_steal_fraction') or 0):.1f}% ({load.get('cpu_count')} CPUs)"
+    )
+
+
 def busy_warning(load: dict | None) -> str | None:
     """A sentence for the report when throughput was measured on a busy host, else None."""
     if not load or "loadavg_1m_max" not in load:

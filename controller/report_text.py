@@ -12,7 +12,7 @@ from typing import Any
 
 from controller import policy_report, tkslt_report
 from controller.answers import answers
-from controller.hostload import busy_warning
+from controller.hostload import busy_warning, describe
 from controller.plots import make_plots, policy_columns, short_label, table_cell
 from controller.wisv import report as wisv_report
 
@@ -62,13 +62,8 @@ def make_report(run, rows: list[dict]) -> Path:
     lines.append("")
 
     load = (segs[-1].get("host_load") if segs else None) or None
-    if load and "loadavg_1m_max" in load:
-        lines.insert(
-            -1,
-            f"- host load over the last segment: 1-minute load {load['loadavg_1m_start']:.1f} at start, "
-            f"{load['loadavg_1m_end']:.1f} at end, CPU busy {100 * (load.get('cpu_busy_fraction') or 0):.0f}%, "
-            f"steal {100 * (load.get('cpu_steal_fraction') or 0):.1f}% ({load.get('cpu_count')} CPUs)",
-        )
+    if described := describe(load):
+        lines.insert(-1, f"- host load over the last segment: {described}")
     warning = busy_warning(load)
     if warning:
         lines += [f"> {warning}", ""]

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from pathlib import Path
 
-from controller.hostload import busy_warning
+from controller.hostload import busy_warning, describe
+from controller.stats import mean_se
 
 #: A measured quantity may exceed its bound by this much (float64 sums of float32 values).
 BOUND_TOLERANCE = 1e-6
@@ -27,17 +27,6 @@ QUANTITIES = (  # column, bound column, label
     ("aggregation_bias", "aggregation_bound", "aggregation bias ‖p − p̃‖₁"),
     ("acceptance_bias", "acceptance_bound", "acceptance-rate bias |α − α̃|"),
 )
-
-
-def _mean_se(values: list[float]) -> tuple[float | None, float | None]:
-    n = len(values)
-    if not n:
-        return None, None
-    mean = sum(values) / n
-    if n < 2:
-        return mean, None
-    var = sum((v - mean) ** 2 for v in values) / (n - 1)
-    return mean, math.sqrt(var / n)
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -68,12 +57,12 @@ def summarise_point(point: dict, rounds: list[dict], outputs: list[dict]) -> dic
     row["tokens"] = sum(o["tokens"] for o in outputs)
     rates = [o["tokens"] / ((o["done_ns"] - o["started_ns"]) / 1e9) for o in outputs if o["done_ns"] > o["started_ns"]]
     lat = [(o["done_ns"] - o["started_ns"]) / 1e6 / o["tokens"] for o in outputs if o["tokens"]]
-    row["tokens_per_s"], row["tokens_per_s_se"] = _mean_se(rates)
-    row["latency_per_token_ms"], row["latency_per_token_ms_se"] = _mean_se(lat)
+    row["tokens_per_s"], row["tokens_per_s_se"] = mean_se(rates)
+    row["latency_per_token_ms"], row["latency_per_token_ms_se"] = mean_se(lat)
     acc = [r["accepted"] / r["draft_length"] for r in rounds]
-    row["acceptance_rate"], row["acceptance_rate_se"] = _mean_se(acc)
+    row["acceptance_rate"], row["acceptance_rate_se"] = mean_se(acc)
     for key in ("bytes_up_per_position", "bytes_down_per_position"):
-        row[key], row[f"{key}_se"] = _mean_se([r[key] for r in rounds])
+        row[key], row[f"{key}_se"] = mean_se([r[key] for r in rounds])
     measured = [r["metrics"] for r in rounds if r.get("metrics")]
     row["measured_rounds"] = len(measured)
     series: dict[str, list[float]] = {}
@@ -88,7 +77,7 @@ def summarise_point(point: dict, rounds: list[dict], outputs: list[dict]) -> dic
             series.setdefault(f"local_bound[{w}]", []).extend(m["local_bound"][w])
             series.setdefault(f"tail_mass[{w}]", []).extend(m["tail_mass"][w])
     for name, values in sorted(series.items()):
-        row[name], row[f"{name}_se"] = _mean_se(values)
+        row[name], row[f"{name}_se"] = mean_se(values)
     for name, values in (("aggregation_bias", "aggregation_bias"), ("acceptance_bias", "acceptance_bias")):
         row[f"{name}_max"] = max(series[values]) if series.get(values) else None
     row["bound_violations"] = len(bound_violations(rounds))
@@ -212,13 +201,9 @@ def write_specfed_report(out_dir: Path) -> tuple[Path, Path]:
                 f"worker against the dense aggregation ({saved / dense['bytes_up_per_position']:.2%})."
             )
     load = manifest.get("host_load")
-    if load and "loadavg_1m_start" in load:
-        lines += [
-            "",
-            f"Host load over the run: 1-minute load {load['loadavg_1m_start']:.1f} at start, "
-            f"{load['loadavg_1m_end']:.1f} at end, CPU busy {100 * (load.get('cpu_busy_fraction') or 0):.0f}% "
-            f"({load.get('cpu_count')} CPUs); wall time {manifest['finished_unix_s'] - manifest['started_unix_s']:.0f} s.",
-        ]
+    if described := describe(load):
+        wall_s = manifest["finished_unix_s"] - manifest["started_unix_s"]
+        lines += ["", f"Host load over the run: {described}; wall time {wall_s:.0f} s."]
         warning = busy_warning(load)
         if warning:
             lines += ["", f"> {warning}"]

@@ -11,6 +11,18 @@ import math
 from collections.abc import Iterable
 
 
+def mean_se(values: list[float]) -> tuple[float | None, float | None]:
+    """(mean, standard error of the mean) of independent values; SE None below 2 values."""
+    n = len(values)
+    if not n:
+        return None, None
+    mean = sum(values) / n
+    if n < 2:
+        return mean, None
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, math.sqrt(var / n)
+
+
 def cluster_mean(pairs: Iterable[tuple[object, float]]) -> tuple[float | None, float | None, int, int]:
     """(mean, SE, values, clusters) of values given as (cluster, value); SE None below 2 clusters."""
     sums: dict[object, list[float]] = {}

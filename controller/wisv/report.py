@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from pathlib import Path
 
 from controller.results import read_jsonl
+from controller.stats import mean_se
 from controller.wisv import LOSSY_LABEL
 from controller.wisv.tasks import load_answers, score
 
@@ -40,17 +40,6 @@ COLUMNS = (
     "extra_round_trips_per_prompt",
     "semantic_accepted_per_prompt",
 )
-
-
-def _mean_se(values: list[float]) -> tuple[float | None, float | None]:
-    n = len(values)
-    if not n:
-        return None, None
-    mean = sum(values) / n
-    if n < 2:
-        return mean, None
-    var = sum((v - mean) ** 2 for v in values) / (n - 1)
-    return mean, math.sqrt(var / n)
 
 
 def mode_of(point: dict) -> str:
@@ -106,12 +95,12 @@ def wisv_rows(run_dir: Path) -> list[dict]:
             "uplink_rate_bps": p0.get("uplink_rate_bps"),
             "prompts": len(per["rounds_per_prompt"]),
         }
-        row["accepted_per_round"], row["accepted_per_round_se"] = _mean_se(accepted)
+        row["accepted_per_round"], row["accepted_per_round_se"] = mean_se(accepted)
         for m, _ in METRICS[1:]:
-            row[m], row[f"{m}_se"] = _mean_se(per[m])
-        row["hidden_bytes_up_per_token"] = _mean_se(per["hidden"])[0]
-        row["extra_round_trips_per_prompt"] = _mean_se(per["extra"])[0]
-        row["semantic_accepted_per_prompt"] = _mean_se(per["semantic"])[0]
+            row[m], row[f"{m}_se"] = mean_se(per[m])
+        row["hidden_bytes_up_per_token"] = mean_se(per["hidden"])[0]
+        row["extra_round_trips_per_prompt"] = mean_se(per["extra"])[0]
+        row["semantic_accepted_per_prompt"] = mean_se(per["semantic"])[0]
         rows.append(row)
     return sorted(rows, key=lambda r: (r["mode"], r["uplink_rate_bps"] or 0))
 

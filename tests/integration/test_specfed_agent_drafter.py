@@ -60,21 +60,27 @@ def test_agent_drafter_output_is_the_controller_drafters_token_for_token(tmp_pat
     assert per_position["agent"] == per_position["controller"]
 
 
-@pytest.mark.parametrize(
-    "how, why",
-    [(signal.SIGKILL, "exited with code -9|connection closed"), (signal.SIGSTOP, "no payload for 5 s")],
-    ids=["killed", "stalled"],
-)
-def test_a_drafting_agent_lost_mid_point_ends_the_run_with_a_record(tmp_path, how, why):
-    profile = write_profile(
+def one_agent_drafted_point(tmp_path, **extra):
+    """A profile of one top-4 point, drafted by the drafting agent, long enough to be cut at round 2."""
+    return write_profile(
         tmp_path,
         PROMPTS,
         drafter="agent",
         baselines=[],
         generation={**GREEDY, "max_new_tokens": 40},
         sweep={"top_k": [4], "reconstruction": ["tail-fill"]},
-        round_timeout_s=5,  # the round deadline that catches a stalled drafter (controller.liveness)
+        **extra,
     )
+
+
+@pytest.mark.parametrize(
+    "how, why",
+    [(signal.SIGKILL, "exited with code -9|connection closed"), (signal.SIGSTOP, "no payload for 5 s")],
+    ids=["killed", "stalled"],
+)
+def test_a_drafting_agent_lost_mid_point_ends_the_run_with_a_record(tmp_path, how, why):
+    # the round deadline that catches a stalled drafter (controller.liveness)
+    profile = one_agent_drafted_point(tmp_path, round_timeout_s=5)
     killed = {}
 
     def kill_the_drafter(status: str) -> None:
@@ -100,14 +106,7 @@ def test_a_drafting_agent_lost_mid_point_ends_the_run_with_a_record(tmp_path, ho
 
 
 def test_every_worker_lost_under_an_agent_drafter_ends_the_run_and_the_agent_is_told_bye(tmp_path):
-    profile = write_profile(
-        tmp_path,
-        PROMPTS,
-        drafter="agent",
-        baselines=[],
-        generation={**GREEDY, "max_new_tokens": 40},
-        sweep={"top_k": [4], "reconstruction": ["tail-fill"]},
-    )
+    profile = one_agent_drafted_point(tmp_path)
     killed = []
 
     def kill_the_workers(status: str) -> None:
