@@ -106,6 +106,11 @@ UsePAM no
 StrictModes no
 PrintMotd no
 Subsystem sftp internal-sftp
+# Bash sources ~/.bashrc for every command sshd starts unless SHLVL says the
+# shell is nested.  Namespace hosts share this machine's root home, whose rc
+# (pyenv and the like on a developer's machine) no board has; running it
+# would add a shell start-up to every Ansible task.
+SetEnv SHLVL=1
 """
 
 

@@ -37,8 +37,17 @@ class AgentsMissing(RuntimeError):
 
 
 def say_bye_and_wait(controller: Controller, procs: dict[str, subprocess.Popen], timeout_s: float = 30.0) -> None:
-    """Tell every agent the run is over; wait for the local ones to exit (flushing telemetry), kill stragglers."""
+    """Tell every agent the run is over; wait for the local ones to exit (flushing telemetry), kill stragglers.
+
+    A local agent the controller has declared lost (stopped, hung, cut off) and that did not come back
+    gets no bye, so it is killed at once instead of being waited for.
+    """
     controller.say_bye("run over")
+    lost = {s.name for s in controller.departed} - {s.name for s in controller.sessions.values()}
+    for name, p in procs.items():
+        if name in lost and p.poll() is None:
+            log.info("agent %s was lost during the run; killing its process", name)
+            p.kill()
     for p in procs.values():
         try:
             p.wait(timeout=timeout_s)

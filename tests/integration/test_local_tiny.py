@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from controller.local import local_summary, run_local
@@ -24,10 +25,16 @@ def read_jsonl(path):
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def test_sampled_run_writes_every_file(tmp_path, tiny_pair):
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory, tiny_pair):
+    """The tiny profile as it is (sampled, two agents): the run and its folder, shared by the tests below."""
+    out = tmp_path_factory.mktemp("default") / "run"
+    return run_local(load_experiment("tiny"), out, target=tiny_pair[0]), out
+
+
+def test_sampled_run_writes_every_file(default_run):
     experiment = load_experiment("tiny")
-    run = run_local(experiment, tmp_path / "run", target=tiny_pair[0])
-    out = tmp_path / "run"
+    run, out = default_run
     summary = local_summary(out)
     manifest = json.loads((out / "manifest.json").read_text())
     segment = manifest["segments"][0]
@@ -51,9 +58,9 @@ def test_sampled_run_writes_every_file(tmp_path, tiny_pair):
         assert 0 <= r["accepted"] <= r["draft_length"]
 
 
-def test_same_seed_gives_identical_outputs(tmp_path, tiny_pair):
+def test_same_seed_gives_identical_outputs(tmp_path, tiny_pair, default_run):
     experiment = load_experiment("tiny")
-    a = run_local(experiment, tmp_path / "a", target=tiny_pair[0]).outputs
+    a = default_run[0].outputs  # two agents
     assert a == run_local(experiment, tmp_path / "b", agents=1, target=tiny_pair[0]).outputs
     other = load_experiment("tiny", seed=1)
     assert a != run_local(other, tmp_path / "c", target=tiny_pair[0]).outputs

@@ -5,16 +5,24 @@ from __future__ import annotations
 import csv
 import json
 
+import pytest
+
 from controller.local import run_local
 from controller.profiles import load_experiment
 
 
-def test_local_run_writes_telemetry_for_every_host(tmp_path, tiny_pair):
-    prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text("".join(f'{{"id": "q{i}", "prompt_token_ids": [0, {2 + i}]}}\n' for i in range(40)))
-    experiment = load_experiment("tiny", prompts=str(prompts), max_new_tokens=64)
-    run = run_local(experiment, tmp_path / "run", agents=2, target=tiny_pair[0])
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def telemetry_run(tmp_path_factory, tiny_pair):
+    """A two-agent tiny run long enough to count telemetry samples; its result and folder."""
+    tmp = tmp_path_factory.mktemp("telemetry")
+    prompts = tmp / "prompts.jsonl"
+    prompts.write_text("".join(f'{{"id": "q{i}", "prompt_token_ids": [0, {2 + i}]}}\n' for i in range(24)))
+    experiment = load_experiment("tiny", prompts=str(prompts), max_new_tokens=48)
+    return run_local(experiment, tmp / "run", agents=2, target=tiny_pair[0]), tmp / "run"
+
+
+def test_local_run_writes_telemetry_for_every_host(telemetry_run):
+    run, out = telemetry_run
     summary = run.summary
     manifest = json.loads((out / "manifest.json").read_text())["segments"][0]
     assert summary["wall_s"] > 2.0, "the run must be long enough to count samples"
@@ -39,13 +47,12 @@ def test_local_run_writes_telemetry_for_every_host(tmp_path, tiny_pair):
         assert [d["sampler"] for d in manifest["telemetry"][host]][0] == "psutil"
 
 
-def test_report_draws_the_plots(tmp_path, tiny_pair):
+def test_report_draws_the_plots(tmp_path, telemetry_run):
     from controller.cli import main
 
-    experiment = load_experiment("tiny", max_new_tokens=16)
-    run_local(experiment, tmp_path / "run", agents=1, target=tiny_pair[0])
-    assert main(["report", str(tmp_path / "run")]) == 0
+    _, out = telemetry_run
+    assert main(["report", str(out)]) == 0
     for name in ("power.png", "latency.png", "energy_per_token.png"):
-        data = (tmp_path / "run" / "report" / name).read_bytes()
+        data = (out / "report" / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5_000, name
     assert main(["report", str(tmp_path)]) == 2  # not a run folder: a clear error

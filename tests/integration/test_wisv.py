@@ -22,13 +22,20 @@ def tiny_head(tmp_path_factory):
     return save_head(DecisionHead(32, 32, rank=4, width=8), tmp_path_factory.mktemp("head") / "head.pt", {})
 
 
+@pytest.fixture(scope="module")
+def strict_run(tmp_path_factory, tiny_pair):
+    """A strict greedy tiny run (the reference outputs, and the logs `wisv collect` reads): result, folder."""
+    out = tmp_path_factory.mktemp("strict") / "run"
+    return run_local(load_experiment("tiny", temperature=0.0, max_new_tokens=16), out, target=tiny_pair[0]), out
+
+
 def semantic(head, **kw):
     base = {"temperature": 0.0, "max_new_tokens": 16, "verification": "semantic", "wisv_head": str(head)}
     return load_experiment("tiny", **{**base, **kw})
 
 
-def test_never_accepting_head_gives_strict_output(tmp_path, tiny_pair, tiny_head):
-    strict = run_local(load_experiment("tiny", temperature=0.0, max_new_tokens=16), tmp_path / "s", target=tiny_pair[0])
+def test_never_accepting_head_gives_strict_output(tmp_path, tiny_pair, tiny_head, strict_run):
+    strict = strict_run[0]
     never = {"wisv_threshold_good": 2.0, "wisv_threshold_poor": 2.0}
     for upload in ("full", "selective"):
         run = run_local(semantic(tiny_head, hidden_upload=upload, **never), tmp_path / upload, target=tiny_pair[0])
@@ -116,13 +123,12 @@ def test_bundled_target_gets_most_of_the_task_set_right(bundled_target):
     assert sum(right) / len(right) >= 0.5, right
 
 
-def test_collect_and_train_from_a_strict_run(tmp_path, tiny_pair):
+def test_collect_and_train_from_a_strict_run(tmp_path, strict_run):
     """`specbed wisv collect RUN` then `specbed wisv train RUN --out DIR` (DIR/head.pt) on a strict tiny run; bad input named."""
     from controller.cli import main
     from controller.wisv.head import load_head
 
-    run = tmp_path / "strict"
-    run_local(load_experiment("tiny", temperature=0.0, max_new_tokens=16), run, target=tiny_pair[0])
+    run = strict_run[1]
     assert main(["wisv", "collect", str(run), "--max-prompts", "2"]) == 0
     samples = torch.load(run / "wisv_samples.pt", weights_only=True)
     n = len(samples["label"])
