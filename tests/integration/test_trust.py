@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -213,7 +214,8 @@ def _rounds(run_dir):
     return [json.loads(line) for line in (run_dir / "rounds.jsonl").read_text().splitlines()]
 
 
-def test_a_stopped_agent_is_lost_within_the_heartbeat_timeout(tmp_path, tiny_pair, clean_outputs):
+def test_a_stopped_agent_is_lost_within_the_heartbeat_timeout(tmp_path, tiny_pair, clean_outputs, caplog):
+    caplog.set_level(logging.INFO, logger="controller.experiment.agents")
     stopped: dict = {}
 
     def on_round(record):
@@ -236,3 +238,5 @@ def test_a_stopped_agent_is_lost_within_the_heartbeat_timeout(tmp_path, tiny_pai
     assert (lost["left_ns"] - stopped["ns"]) / 1e9 < HEARTBEAT_TIMEOUT_S + 2.0
     assert run.outputs == clean_outputs
     assert run.summary["prompts"] == run.summary["prompts_requested"]
+    # at the end it is killed at once, not waited for as a live agent would be
+    assert "agent agent-1 was lost during the run; killing its process" in caplog.text
