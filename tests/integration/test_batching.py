@@ -66,25 +66,41 @@ def test_batched_verification_gives_the_unbatched_outputs(tmp_path, tiny_pair):
         assert wait[1] >= wait[0]
 
 
-@pytest.mark.parametrize("policy", ["equal-split", "multispin-homogeneous", "multispin-heterogeneous"])
-def test_shared_band_is_allocated_and_applied(tmp_path, tiny_pair, policy):
-    band = 40e3
-    snr = {"agent-0": 0.0, "agent-1": 10.0, "agent-2": 20.0}  # η = 1, 3.46, 6.66 bit/s/Hz
-    links = {"band_hz": band, "agents": {n: {"up": {"snr_db": s}} for n, s in snr.items()}}
+POLICIES = ["equal-split", "multispin-homogeneous", "multispin-heterogeneous"]
+BAND_HZ = 40e3
+SNR_DB = {"agent-0": 0.0, "agent-1": 10.0, "agent-2": 20.0}  # η = 1, 3.46, 6.66 bit/s/Hz
+
+
+@pytest.fixture(scope="module")
+def shared_band_rounds(tmp_path_factory, tiny_pair):
+    """One run, one point per policy (the same three agents serve them in turn): the rounds of each."""
+    tmp = tmp_path_factory.mktemp("band")
+    links = {"band_hz": BAND_HZ, "agents": {n: {"up": {"snr_db": s}} for n, s in SNR_DB.items()}}
     # enough work that every agent drafts several rounds after the first re-allocation, whichever
     # agent starts last (with the 4 bundled tiny prompts one agent could get a single short prompt)
-    prompts = tmp_path / "prompts.jsonl"
+    prompts = tmp / "prompts.jsonl"
     prompts.write_text(
         "".join(json.dumps({"id": f"b{i}", "prompt_token_ids": [0, 3 + 5 * i, 4 + i]}) + "\n" for i in range(12))
     )
     rounds, _ = _run(
-        tmp_path,
+        tmp,
         tiny_pair,
-        policy,
-        {"temperature": 1.0, "bandwidth_policy": policy, "realloc_rounds": 3, "max_new_tokens": 24},
+        "shared-band",
+        {"temperature": 1.0, "realloc_rounds": 3, "max_new_tokens": 24},
         links=links,
+        sweep={"bandwidth_policy": POLICIES},
         prompts=str(prompts),
     )
+    by_policy: dict[str, list[dict]] = {}
+    for r in rounds:
+        by_policy.setdefault(r["point"].split("bandwidth_policy=")[1].split(",")[0], []).append(r)
+    return by_policy
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_shared_band_is_allocated_and_applied(shared_band_rounds, policy):
+    band, snr = BAND_HZ, SNR_DB
+    rounds = shared_band_rounds.get(policy)
     assert rounds
 
     for r in rounds:
