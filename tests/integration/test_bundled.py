@@ -5,11 +5,17 @@ Needs the converted weights (`specbed models fetch`, which `make test` runs).
 
 from __future__ import annotations
 
+import csv
+import json
+from pathlib import Path
+
 import pytest
 import torch
+import yaml
 
+from controller.experiment import run_experiment
 from controller.experiment.prompts import prompt_token_ids
-from controller.local import local_summary, run_local
+from controller.local import run_local
 from controller.profiles import load_experiment
 
 pytestmark = pytest.mark.slow
@@ -42,12 +48,28 @@ def test_greedy_distributed_equals_target_generate(tmp_path, two_prompts, bundle
     assert summary["mean_tokens_per_round"] > 1.0  # the drafter is useful
 
 
-@pytest.mark.parametrize("sampling", ["full", "top-k"])
-def test_sampled_runs_are_reproducible(tmp_path, two_prompts, bundled_target, sampling):
-    experiment = load_experiment(
-        "quickstart", prompts=two_prompts, temperature=0.8, sampling=sampling, max_new_tokens=24, seed=3
-    )
-    a = run_local(experiment, tmp_path / "a", agents=2, target=bundled_target).outputs
-    assert a == run_local(experiment, tmp_path / "b", agents=1, target=bundled_target).outputs
-    summary = local_summary(tmp_path / "a")
-    assert 0 < summary["acceptance_rate"] < 1
+def test_sampled_runs_are_reproducible(tmp_path, two_prompts, bundled_target):
+    """Sampling from the full draft distribution and from its top K: the same tokens with two agents and one.
+
+    One run, four points (sampling x agents), so two agents are started once and serve every point.
+    """
+    profile = yaml.safe_load((Path(__file__).parents[2] / "profiles/experiments/quickstart.yaml").read_text())
+    profile["prompts"] = two_prompts
+    profile["generation"].update(temperature=0.8, max_new_tokens=24, seed=3)
+    profile["sweep"] = {"sampling": ["full", "top-k"], "agents": [2, 1]}
+    path = tmp_path / "sampled.yaml"
+    path.write_text(yaml.safe_dump(profile))
+    out = tmp_path / "run"
+    run_experiment(str(path), out, target=bundled_target)
+    outputs: dict[tuple[str, int], dict[str, list[int]]] = {}
+    for line in (out / "outputs.jsonl").read_text().splitlines():
+        o = json.loads(line)
+        point = o["point"]
+        key = (point.split("sampling=")[1].split(",")[0], int(point.split("agents=")[1].split(",")[0]))
+        outputs.setdefault(key, {})[o["prompt_id"]] = o["token_ids"]
+    assert set(outputs) == {(s, a) for s in ("full", "top-k") for a in (2, 1)}
+    for sampling in ("full", "top-k"):
+        assert outputs[(sampling, 2)] == outputs[(sampling, 1)], sampling
+        assert all(len(tokens) > 0 for tokens in outputs[(sampling, 2)].values())
+    rates = {row["config"]: float(row["acceptance_rate"]) for row in csv.DictReader((out / "summary.csv").open())}
+    assert rates and all(0 < r < 1 for r in rates.values()), rates
