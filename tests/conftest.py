@@ -29,6 +29,11 @@ def keys(tmp_path):
     return folder
 
 
+def point_setting(point_id: str, field: str) -> str:
+    """The value of ``field`` in a grid point's id (``top-k:...,field=value,...``), as written there."""
+    return point_id.split(f"{field}=")[1].split(",")[0]
+
+
 def agent_key_args(keys, name: str) -> list[str]:
     """The agent command-line arguments that give agent ``name`` its enrolled keys."""
     return ["--key", str(keys / "agents" / f"{name}.key_secret"), "--server-key", str(keys / "controller.key")]

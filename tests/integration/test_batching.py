@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from controller.experiment import run_experiment
+from tests.conftest import point_setting
 
 
 def _run(
@@ -53,7 +54,7 @@ def test_batched_verification_gives_the_unbatched_outputs(tmp_path, tiny_pair):
     )
     by_mode = {}
     for (point, prompt), tokens in outputs.items():
-        mode = point.split("batching=")[1].split(",")[0]
+        mode = point_setting(point, "batching")
         by_mode.setdefault(mode, {})[prompt] = tokens
     assert set(by_mode) == {"off", "homogeneous", "heterogeneous"}
     # greedy: the same tokens whichever way the target's passes were grouped
@@ -93,7 +94,7 @@ def shared_band_rounds(tmp_path_factory, tiny_pair):
     )
     by_policy: dict[str, list[dict]] = {}
     for r in rounds:
-        by_policy.setdefault(r["point"].split("bandwidth_policy=")[1].split(",")[0], []).append(r)
+        by_policy.setdefault(point_setting(r["point"], "bandwidth_policy"), []).append(r)
     return by_policy
 
 

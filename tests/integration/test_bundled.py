@@ -17,6 +17,7 @@ from controller.experiment import run_experiment
 from controller.experiment.prompts import prompt_token_ids
 from controller.local import run_local
 from controller.profiles import load_experiment
+from tests.conftest import point_setting
 
 pytestmark = pytest.mark.slow
 
@@ -64,8 +65,7 @@ def test_sampled_runs_are_reproducible(tmp_path, two_prompts, bundled_target):
     outputs: dict[tuple[str, int], dict[str, list[int]]] = {}
     for line in (out / "outputs.jsonl").read_text().splitlines():
         o = json.loads(line)
-        point = o["point"]
-        key = (point.split("sampling=")[1].split(",")[0], int(point.split("agents=")[1].split(",")[0]))
+        key = (point_setting(o["point"], "sampling"), int(point_setting(o["point"], "agents")))
         outputs.setdefault(key, {})[o["prompt_id"]] = o["token_ids"]
     assert set(outputs) == {(s, a) for s in ("full", "top-k") for a in (2, 1)}
     for sampling in ("full", "top-k"):
