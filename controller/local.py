@@ -54,7 +54,7 @@ def run_local(
     keys_dir: str | Path | None = None,
     insecure: bool = False,
 ) -> LocalRun:
-    """Generate for every prompt of ``experiment`` with agent subprocesses.
+    """Generate for every prompt of ``experiment`` with local agent processes (forks, ``controller.experiment.forks``).
 
     ``target`` may be passed to reuse a loaded model (tests do);
     ``on_listening`` is called with the controller's endpoint once it is

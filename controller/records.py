@@ -8,21 +8,17 @@
   moved out of ``rounds.jsonl`` (``discarded_rounds.jsonl`` keeps them for
   the record) and counted in ``discarded_rounds``, so totals count each
   generated token once.
-- Local agents are started with ``PR_SET_PDEATHSIG`` and so die with the
-  runner that started them, even when it is killed with SIGKILL.
+- Local agents die with the runner that started them, even when it is
+  killed with SIGKILL: they are forks of a forkserver that exits when the
+  runner does, and each has ``PR_SET_PDEATHSIG`` on it (``agent.forked``).
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
-import os
-import signal
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
-
-PR_SET_PDEATHSIG = 1
 
 
 class OutDirNotEmpty(ValueError):
@@ -64,25 +60,6 @@ def append_jsonl(path: Path, rows: Iterable[dict]) -> None:
     with open(path, "a", encoding="utf-8") as fh:
         for r in rows:
             fh.write(json.dumps(r, separators=(",", ":")) + "\n")
-
-
-def die_with_parent() -> Callable[[], None]:
-    """A ``preexec_fn`` for local agents: SIGKILL when the process that started them dies.
-
-    Checks the parent after arming the signal: a parent that died between
-    fork and prctl would otherwise leave the child running.
-    """
-    parent = os.getpid()
-
-    def preexec() -> None:
-        try:
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        except OSError:  # not Linux: the runner's own cleanup is all there is
-            return
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return preexec
 
 
 def discard_abandoned(out_dir: Path, rounds: list[dict], outputs: list[dict]) -> tuple[list[dict], int]:

@@ -24,7 +24,6 @@ waits for the agent to come back.
 from __future__ import annotations
 
 import logging
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -35,6 +34,7 @@ import torch
 from agent.models import LoadedModel
 from agent.protocol import Verdict, zmtp_frame_bytes
 from controller.experiment.agents import say_bye_and_wait, spawn_agent
+from controller.experiment.forks import AgentProcess
 from controller.liveness import Liveness
 from controller.profiles import Generation
 from controller.serve import Controller, Job
@@ -252,7 +252,7 @@ class AgentDrafting:
         self.endpoint = self.ctrl.endpoint
         self.wait_s = wait_s
         self.logs = out_dir / "logs"
-        self.procs: dict[str, subprocess.Popen] = {}
+        self.procs: dict[str, AgentProcess] = {}
         if not bind:
             args = enrolment.agent_args(DRAFTER_AGENT)
             log_path = self.logs / f"{DRAFTER_AGENT}.log"

@@ -4,7 +4,7 @@ The run folder has the layout of ``controller.experiment``'s (profile.yaml,
 manifest.json, rounds.jsonl, outputs.jsonl, logs/, summary.csv, report.md,
 report/*.png).  The drafter runs in this process (``drafter: controller``)
 or in a drafting agent (``drafter: agent``, ``controller.specfed_drafting``);
-the workers are local subprocesses (``python -m agent --role worker``) or,
+the workers are local agent processes (``python -m agent --role worker``, forked: ``agent.forked``) or,
 with ``bind``, remote ones connecting to it under the profile's worker names.
 Each round record carries the weights used, the bytes each way (scheme
 traffic only) and, when measured, the paper's quantities per draft position
@@ -17,7 +17,6 @@ import json
 import logging
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,10 +29,11 @@ from agent.models import load_model, prepare_model
 from agent.protocol import index_dtype_for
 from agent.settings import Settings
 from controller import hostload
-from controller.experiment import Appender, RunError
+from controller.experiment import Appender, RunError, forks
+from controller.experiment.agents import spawn_agent
+from controller.experiment.forks import AgentProcess
 from controller.experiment.prompts import decode_text, prompt_token_ids
 from controller.keys import enrolment_for
-from controller.records import die_with_parent
 from controller.results import git_commit, host_facts, versions, write_json_atomic
 from controller.serve import Job, eos_token_ids, job_seed
 from controller.specfed import WorkerPool, WorkersLost, federated_round
@@ -84,22 +84,14 @@ class SpecFedRun:
         self.on_progress = on_progress or (lambda s: None)
         self.rounds = Appender(out_dir / "rounds.jsonl")
         self.outputs = Appender(out_dir / "outputs.jsonl")
-        self.procs: dict[str, subprocess.Popen] = {}
+        self.procs: dict[str, AgentProcess] = {}
         self.request_id = 0
         self.drafting: AgentDrafting | None = None  # drafter: agent
 
     def spawn(self, endpoint: str, threads: int | None) -> None:
         for w in self.x.workers:
-            cmd = [sys.executable, "-m", "agent", "--role", "worker", "--connect", endpoint, "--name", w.name]
-            cmd += self.enrolment.agent_args(w.name)
-            if threads:
-                cmd += ["--threads", str(threads)]
-            log_path = self.dir / "logs" / f"{w.name}.log"
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(log_path, "ab") as fh:
-                self.procs[w.name] = subprocess.Popen(
-                    cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent()
-                )
+            args = ["--role", "worker", *self.enrolment.agent_args(w.name)]
+            self.procs[w.name] = spawn_agent(endpoint, w.name, self.dir / "logs" / f"{w.name}.log", threads, args)
 
     def check(self) -> None:
         for name, proc in self.procs.items():
@@ -109,6 +101,8 @@ class SpecFedRun:
     def run(self, bind: str | None, threads: int | None, wait_s: float, manifest: dict) -> None:
         x = self.x
         self.on_progress("loading the drafter")
+        if not bind:
+            forks.start()  # the local agents' imports, once, beside the drafter's loading
         for w in x.workers:
             prepare_model(w.model)  # converted once here, not by three workers at once
         drafter = load_model(x.models.drafter)

@@ -1,4 +1,4 @@
-"""``specbed local`` (agent subprocesses on this machine) and ``specbed serve`` (remote agents)."""
+"""``specbed local`` (agent processes on this machine) and ``specbed serve`` (remote agents)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def register(sub) -> None:
     local = add_command(
         sub,
         "local",
-        help="run an experiment with N agent subprocesses on this machine",
+        help="run an experiment with N agent processes on this machine",
         description="Start the controller and N agents on loopback, generate for every prompt, "
         "write the run folder of `specbed run` (a one-point grid), print a summary.",
     )

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import logging
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from controller.collector import TelemetryCollector
-from controller.records import die_with_parent
+from controller.experiment import forks
+from controller.experiment.forks import AgentProcess
 from controller.serve import Controller
 
 log = logging.getLogger(__name__)
@@ -21,22 +21,24 @@ log = logging.getLogger(__name__)
 
 def spawn_agent(
     endpoint: str, name: str, log_path: Path, threads: int | None, extra_args: list[str] | None = None
-) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "agent", "--connect", endpoint, "--name", name, *(extra_args or [])]
+) -> AgentProcess:
+    """Start one local agent, ``python -m agent --connect endpoint --name name ...``, logging to ``log_path``.
+
+    A fork of the pre-loaded fork server (``controller.experiment.forks``): it
+    dies when this process does, even by SIGKILL.
+    """
+    argv = ["--connect", endpoint, "--name", name, *(extra_args or [])]
     if threads:
-        cmd += ["--threads", str(threads)]
+        argv += ["--threads", str(threads)]
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    fh = open(log_path, "ab")
-    return subprocess.Popen(
-        cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent()
-    )
+    return forks.spawn(argv, log_path)
 
 
 class AgentsMissing(RuntimeError):
     """Too few agents connected and became ready in time."""
 
 
-def say_bye_and_wait(controller: Controller, procs: dict[str, subprocess.Popen], timeout_s: float = 30.0) -> None:
+def say_bye_and_wait(controller: Controller, procs: dict[str, AgentProcess], timeout_s: float = 30.0) -> None:
     """Tell every agent the run is over; wait for the local ones to exit (flushing telemetry), kill stragglers.
 
     A local agent the controller has declared lost (stopped, hung, cut off) and that did not come back
@@ -55,7 +57,7 @@ def say_bye_and_wait(controller: Controller, procs: dict[str, subprocess.Popen],
             p.kill()
 
 
-def reap_dead_agents(controller: Controller, procs: dict[str, subprocess.Popen], lost: set[str], logs: Path) -> None:
+def reap_dead_agents(controller: Controller, procs: dict[str, AgentProcess], lost: set[str], logs: Path) -> None:
     """Between messages: forget agents whose process exited (their prompts go back to the queue).
 
     ``lost`` carries the names already reported; raises RuntimeError once every agent is gone.
@@ -102,7 +104,7 @@ class ControllerTelemetry:
 
 def agent_checker(
     controller: Controller,
-    procs: dict[str, subprocess.Popen],
+    procs: dict[str, AgentProcess],
     logs: Path,
     wait_agents_s: float,
     on_status: Callable[[str], None],

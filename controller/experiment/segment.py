@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -11,6 +10,7 @@ from pathlib import Path
 
 from agent.models import LoadedModel, load_model, prepare_model
 from controller.collector import TelemetryCollector
+from controller.experiment import forks
 from controller.experiment.agents import (
     ControllerTelemetry,
     agent_checker,
@@ -19,6 +19,7 @@ from controller.experiment.agents import (
 )
 from controller.experiment.baselines import run_baseline
 from controller.experiment.folder import Appender, Progress
+from controller.experiment.forks import AgentProcess
 from controller.experiment.grid import DISTRIBUTED, GridPoint
 from controller.experiment.prompts import decode_text, prompt_token_ids
 from controller.experiment.summary import point_summary
@@ -90,6 +91,8 @@ class Segment:
         x = self.x
         t0 = time.monotonic()
         self._tell(None, 0, 0, "loading models")
+        if not bind and any(p.scheme in DISTRIBUTED for p in self.todo):
+            forks.start()  # the local agents' imports, once, beside the models' loading
         prepare_model(x.models.drafter)  # convert once here, not in N agents at once
         target = self.target or load_model(x.models.target, self.device, role_dtype(x, "target"))
         self.target = target
@@ -123,7 +126,7 @@ class Segment:
         own.start()
         self.seg["telemetry"] = {"rate_hz": rate, "controller": own.describe()}
         controller = None
-        procs: dict[str, subprocess.Popen] = {}
+        procs: dict[str, AgentProcess] = {}
         try:
             if distributed:
                 first = distributed[0]
@@ -203,7 +206,7 @@ class Segment:
         power_missing = {h: v["power_missing"] for s in summaries.values() for h, v in s["hosts"].items()}
         self.seg["telemetry"]["power_missing"] = {h: why for h, why in power_missing.items() if why}
 
-    def _spawn(self, endpoint: str, n: int, threads: int | None) -> dict[str, subprocess.Popen]:
+    def _spawn(self, endpoint: str, n: int, threads: int | None) -> dict[str, AgentProcess]:
         x = self.x
         device = agent_device(x) or "cpu"
         threads = (x.agent_device.threads if x.agent_device and x.agent_device.threads else None) or threads

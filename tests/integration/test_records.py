@@ -59,7 +59,7 @@ def agents_of(proc: subprocess.Popen, n: int, timeout_s: float = 120) -> dict[st
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.stdout.read()
         found = {}
-        for child in psutil.Process(proc.pid).children():
+        for child in psutil.Process(proc.pid).children(recursive=True):  # forks of its agent fork server
             try:
                 cmd = child.cmdline()
             except psutil.Error:  # a short-lived helper (git) that is gone or not yet reaped

@@ -55,7 +55,7 @@ def kill_mid_point(profile, out):
     try:
         while time.monotonic() < deadline:
             assert proc.poll() is None, "the run finished before it could be killed"
-            agents = agents or psutil.Process(proc.pid).children()
+            agents = agents or psutil.Process(proc.pid).children(recursive=True)
             outputs = read_jsonl(out / "outputs.jsonl") if (out / "outputs.jsonl").exists() else []
             done = {(o["point"], o["prompt_id"]) for o in outputs}
             rounds = read_jsonl(out / "rounds.jsonl") if (out / "rounds.jsonl").exists() else []

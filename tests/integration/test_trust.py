@@ -221,7 +221,7 @@ def test_a_stopped_agent_is_lost_within_the_heartbeat_timeout(tmp_path, tiny_pai
     def on_round(record):
         if record.agent == "agent-1" and not stopped:
             me = psutil.Process()
-            child = next(c for c in me.children() if "agent-1" in c.cmdline())
+            child = next(c for c in me.children(recursive=True) if "agent-1" in c.cmdline())
             os.kill(child.pid, signal.SIGSTOP)
             stopped.update(pid=child.pid, ns=time.monotonic_ns(), prompt=record.prompt_id)
 
