@@ -13,6 +13,7 @@ from collections import Counter
 
 import yaml
 
+from controller.experiment.agents import spawn_agent
 from tests.conftest import agent_key_args
 
 
@@ -52,13 +53,8 @@ def test_a_killed_remote_agent_is_lost_and_its_prompt_redone(tmp_path, keys):
         stderr=subprocess.STDOUT,
         text=True,
     )
-    agents = {
-        name: subprocess.Popen(
-            [sys.executable, "-m", "agent", "--connect", f"tcp://127.0.0.1:{port}", "--name", name]
-            + agent_key_args(keys, name),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+    agents = {  # forks of this process's agent fork server: python -m agent without its imports
+        name: spawn_agent(f"tcp://127.0.0.1:{port}", name, tmp_path / f"{name}.log", None, agent_key_args(keys, name))
         for name in ("edge-0", "edge-1")
     }
     try:

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from controller.experiment import RunError, expand_grid, run_experiment
+from controller.experiment.agents import spawn_agent
 from controller.profiles import load_experiment
 from tests.conftest import agent_key_args
 
@@ -147,12 +148,9 @@ def test_run_with_remote_agents_and_an_agent_sweep(tmp_path, tiny_pair, keys):
     path = tmp_path / "remote.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     port, tele = free_port(), free_port()
-    agents = [
-        subprocess.Popen(
-            [sys.executable, "-m", "agent", "--connect", f"tcp://127.0.0.1:{port}", "--name", f"edge-{i}"]
-            + agent_key_args(keys, f"edge-{i}"),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+    agents = [  # forks of this process's agent fork server: python -m agent without its imports
+        spawn_agent(
+            f"tcp://127.0.0.1:{port}", f"edge-{i}", tmp_path / f"edge-{i}.log", None, agent_key_args(keys, f"edge-{i}")
         )
         for i in range(2)
     ]
