@@ -22,7 +22,9 @@ class TelemetryThread:
     sampler that raises is counted in ``sampler_errors`` and its metrics are
     None that tick; the thread carries on.  ``on_batch`` is called from the
     thread every ``batch_size`` rows (default: about every 0.5 s) and once
-    more with the rest when stopped.
+    more with the rest when stopped.  ``stop()`` lets one more tick of the
+    grid happen after it is called, so the readings bracket every moment
+    before it (the last round of a run gets its energy).
     """
 
     def __init__(
@@ -48,6 +50,7 @@ class TelemetryThread:
         self.tick_wall_s = 0.0  # wall time spent reading sensors, all ticks together
         self._cpu_s = 0.0
         self._stop = threading.Event()
+        self._stop_ns = 0  # when stop() was called: the last tick is the first one at or after it
         self._thread = threading.Thread(target=self._run, name=f"telemetry-{host}", daemon=True)
 
     def cpu_time_s(self) -> float:
@@ -75,12 +78,14 @@ class TelemetryThread:
         start = time.monotonic_ns()
         k = 0
         batch: list[Sample] = []
-        while not self._stop.is_set():
+        while True:
             row = self.tick()
             now = time.monotonic_ns()
             self.tick_wall_s += (now - row["t_ns"]) / 1e9
             batch.append(row)
             self.samples += 1
+            if self._stop.is_set() and row["t_ns"] >= self._stop_ns:
+                break
             if len(batch) >= self.batch_size:
                 self._flush(batch)
                 batch = []
@@ -93,12 +98,12 @@ class TelemetryThread:
                 k += skipped
                 next_ns = start + k * self.period_ns
             self._cpu_s = time.thread_time() - cpu0
-            # time.sleep wakes for about half the CPU of Event.wait; stop()
-            # is seen within one period, or within 0.1 s at slow rates.
+            # time.sleep wakes for about half the CPU of Event.wait, which
+            # serves only the long waits of slow rates.
             delay_s = (next_ns - now) / 1e9
-            if delay_s > 0.1:
-                self._stop.wait(delay_s)
-            else:
+            if delay_s > 0.1 and self._stop.wait(delay_s):  # stopped: the closing tick still keeps the grid
+                delay_s = (next_ns - time.monotonic_ns()) / 1e9
+            if delay_s > 0:
                 time.sleep(delay_s)
         self._flush(batch)
         self._cpu_s = time.thread_time() - cpu0
@@ -116,9 +121,10 @@ class TelemetryThread:
         self._thread.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop sampling, deliver the last batch and wait for the thread (at most ``timeout_s``)."""
+        """Stop after one more tick, deliver the last batch and wait for the thread (``timeout_s`` past that tick)."""
+        self._stop_ns = time.monotonic_ns()
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join(timeout_s)
+            self._thread.join(timeout_s + self.period_ns / 1e9)
             if self._thread.is_alive():
                 log.warning("telemetry thread %s did not stop within %.1f s", self._thread.name, timeout_s)

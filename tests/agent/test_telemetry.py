@@ -283,6 +283,19 @@ def test_stop_flushes_the_last_batch():
     assert len(batches) == 1 and len(batches[0]) == th.samples >= 10
 
 
+def test_the_readings_bracket_the_moment_stop_is_called():
+    """The closing tick comes after stop(), on the grid: a window that ends just before stop() is covered."""
+    rows: list[dict] = []
+    th = TelemetryThread([ProcfsSampler()], "h", rate_hz=5.0, on_batch=rows.extend)
+    th.start()
+    time.sleep(0.5)
+    stopped_ns = time.monotonic_ns()
+    th.stop()
+    assert rows[-1]["t_ns"] >= stopped_ns and rows[-2]["t_ns"] < stopped_ns
+    t0 = rows[0]["t_ns"]
+    assert all(abs((r["t_ns"] - t0) / 1e6 - round((r["t_ns"] - t0) / 2e8) * 200) < 30 for r in rows)  # 200 ms grid
+
+
 def test_a_failing_callback_does_not_stop_sampling():
     def explode(rows):
         raise RuntimeError("publisher down")
