@@ -93,6 +93,18 @@ def run_agent(request: dict, server_pid: int) -> int:
         return 1
 
 
+def deliver_and_close_zmq() -> None:
+    """Let the closed sockets send what they still hold (each within its LINGER), as an exit of Python does.
+
+    A fork ends with ``os._exit``, which skips that: the last telemetry batch
+    and the last frames to the controller, queued when the agent closed its
+    sockets, would be lost with the process. Sockets still open are dropped.
+    """
+    zmq = sys.modules.get("zmq")
+    if zmq is not None:
+        zmq.Context.instance().destroy(linger=0)
+
+
 def fork_agent(request: dict, keep_out: list[int]) -> int:
     """Fork one agent for ``request``; its pid. The child never returns from here."""
     server_pid = os.getpid()
@@ -107,6 +119,7 @@ def fork_agent(request: dict, keep_out: list[int]) -> int:
         for fd in keep_out:
             os.close(fd)
         code = run_agent(request, server_pid)
+        deliver_and_close_zmq()
     except BaseException:
         traceback.print_exc()
     finally:
