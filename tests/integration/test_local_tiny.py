@@ -61,7 +61,16 @@ def test_sampled_run_writes_every_file(default_run):
 def test_same_seed_gives_identical_outputs(tmp_path, tiny_pair, default_run):
     experiment = load_experiment("tiny")
     a = default_run[0].outputs  # two agents
-    assert a == run_local(experiment, tmp_path / "b", agents=1, target=tiny_pair[0]).outputs
+    told = []
+
+    def broken_display(done, total, record):  # a progress observer that fails at every call
+        told.append(record)
+        raise RuntimeError("a broken live panel")
+
+    b = run_local(experiment, tmp_path / "b", agents=1, target=tiny_pair[0], on_progress=broken_display)
+    assert a == b.outputs  # one agent or two, and whatever the observer does
+    segment = json.loads((tmp_path / "b" / "manifest.json").read_text())["segments"][0]
+    assert segment["progress_observer_errors"] == len(told) > 1
     other = load_experiment("tiny", seed=1)
     assert a != run_local(other, tmp_path / "c", target=tiny_pair[0]).outputs
 
