@@ -32,6 +32,8 @@ from controller.liveness import Liveness
 from controller.local import run_local
 from controller.profiles import load_experiment
 
+pytestmark = pytest.mark.serial  # attacks that must not delay the rounds, heartbeat timeouts: run alone (make test)
+
 HEARTBEAT_TIMEOUT_S = 3.0
 DRAFT_DELAY_S = 0.2
 
@@ -42,8 +44,8 @@ def experiment(tmp_path, prompts: int = 10, draft_delay_s: float = DRAFT_DELAY_S
         "".join(f'{{"id": "t{i}", "prompt_token_ids": [0, {3 + i}, {7 + 2 * i}]}}\n' for i in range(prompts))
     )
     x = load_experiment("tiny", prompts=str(path), max_new_tokens=32)
-    # drafting held back draft_delay_s a token (a sleep, no CPU): at 0.2 s the run (~40 s) outlasts
-    # the attacks (~10 s); the outputs do not depend on it
+    # drafting held back draft_delay_s a token (a sleep, no CPU): at 0.2 s the run (~27 s after its
+    # first round) outlasts the attacks (~5 s from the first round); the outputs do not depend on it
     slow = {"up": {}, "down": {}, "draft_delay_s": draft_delay_s}
     links = {"up": {}, "down": {}, "seed": 0, "agents": {"agent-0": slow, "agent-1": slow}}
     return dataclasses.replace(x, liveness=Liveness(0.5, HEARTBEAT_TIMEOUT_S, 600.0), links=links)
@@ -109,14 +111,18 @@ HUNG_UP = (zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
            | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
 ctx = zmq.Context()
 # a draft payload of 16 M empty arrays, then 100 MB, each on its own connection
-for frame in (b"\\x9f\\x03\\x05" + b"\\x90" * (16 << 20), bytes(100 << 20)):
+for i, frame in enumerate((b"\\x9f\\x03\\x05" + b"\\x90" * (16 << 20), bytes(100 << 20))):
     s = ctx.socket(zmq.DEALER)
     if sys.argv[2] != "-":
         apply_client(s, load_client_keys(sys.argv[2], sys.argv[3]))
-    mon = s.get_monitor_socket(HUNG_UP)
+    # a monitor address of its own: pyzmq's default names it after the socket's file descriptor,
+    # which the next socket may reuse while the last monitor is still connected to that name
+    mon = s.get_monitor_socket(HUNG_UP, addr=f"inproc://attacker-monitor-{i}")
     s.connect(sys.argv[1])
     s.send(frame)
     print(recv_monitor_message(mon)["event"], flush=True)  # the controller hangs up
+    s.disable_monitor()
+    mon.close(linger=0)
     s.close(linger=0)
 os._exit(0)
 """
