@@ -31,14 +31,9 @@ lint: install
 	    -i playbooks/inventory/example/hosts.yml $$p || exit 1; \
 	done
 
-# Two pytest runs: first, in two workers (pytest-xdist, one file at a time
-# each), every test but those marked serial, starting with the Ansible tests
-# over namespace hosts, which mostly wait on SSH; then the serial tests, which
-# assert on elapsed time, alone.
 test: install lint
 	$(BIN)/specbed models fetch
-	$(BIN)/pytest -n 2 --dist loadfile -m "not serial"
-	$(BIN)/pytest -m serial
+	$(BIN)/pytest
 
 clean:
 	rm -rf $(VENV) .pytest_cache

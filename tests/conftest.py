@@ -40,14 +40,7 @@ def agent_key_args(keys, name: str) -> list[str]:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests over namespace hosts (tests/playbooks) carry the ``namespace`` marker (``-m "not namespace"``).
-
-    Under pytest-xdist (``make test`` runs ``--dist loadfile``) they come
-    first: their one file, which mostly waits on SSH, starts at once in one
-    worker while the other files spread over both.
-    """
+    """Tests over namespace hosts (tests/playbooks) carry the ``namespace`` marker (``-m "not namespace"``)."""
     for item in items:
         if "playbooks" in item.path.parts:
             item.add_marker(pytest.mark.namespace)
-    if hasattr(config, "workerinput"):  # an xdist worker; every worker orders the same way
-        items.sort(key=lambda item: "playbooks" not in item.path.parts)

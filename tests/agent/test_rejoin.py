@@ -5,14 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
 import zmq
 
 from agent.protocol import Bye, Error, Hello, decode, encode
 from controller.keys import Enrolment
 from tests.conftest import agent_key_args
-
-pytestmark = pytest.mark.serial  # what an agent does within timeouts: run alone (make test)
 
 
 def test_agent_says_hello_again_when_the_controller_does_not_know_it(keys):

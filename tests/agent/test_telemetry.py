@@ -20,8 +20,6 @@ from agent.telemetry import (
 )
 from tests.agent.fake_jtop import FakeJtop, make_ina3221_tree, set_rail
 
-pytestmark = pytest.mark.serial  # the sampler's tick grid and CPU time: run alone (make test)
-
 # --- host samplers, for real ---------------------------------------------------------------------
 
 

@@ -5,13 +5,10 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
 import zmq
 
 from agent.protocol import Telemetry, encode
 from controller.collector import TelemetryCollector
-
-pytestmark = pytest.mark.serial  # how long stop() waits: run alone (make test)
 
 
 def test_a_batch_flushed_after_stop_is_called_is_still_written(tmp_path):

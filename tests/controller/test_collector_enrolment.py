@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
 import zmq
 import zmq.auth
 
@@ -12,8 +11,6 @@ from agent.protocol import Telemetry, encode
 from agent.security import ClientKeys, apply_client
 from controller.collector import TelemetryCollector
 from controller.keys import Enrolment, make_keys
-
-pytestmark = pytest.mark.serial  # rows that must arrive within a deadline: run alone (make test)
 
 
 def publisher(endpoint: str, keys: ClientKeys | None) -> zmq.Socket:

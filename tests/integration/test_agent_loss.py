@@ -11,13 +11,10 @@ import sys
 import time
 from collections import Counter
 
-import pytest
 import yaml
 
 from controller.experiment.agents import spawn_agent
 from tests.conftest import agent_key_args
-
-pytestmark = pytest.mark.serial  # losing an agent within the liveness timeouts: run alone (make test)
 
 
 def free_port() -> int:

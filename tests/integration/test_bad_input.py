@@ -12,7 +12,6 @@ import time
 
 import msgpack
 import numpy as np
-import pytest
 import zmq
 
 from agent.protocol import (
@@ -30,8 +29,6 @@ from agent.security import apply_client
 from controller.keys import Enrolment
 from controller.local import run_local
 from controller.profiles import load_experiment
-
-pytestmark = pytest.mark.serial  # a run that must finish while bad frames arrive: run alone (make test)
 
 
 def bad_payload(vocab: int, nan: bool = False, index: int | None = None) -> bytes:

@@ -11,8 +11,6 @@ import yaml
 from controller.experiment import run_experiment
 from tests.conftest import point_setting
 
-pytestmark = pytest.mark.serial  # batch windows and shared-band timing: run alone (make test)
-
 
 def _run(
     tmp_path,

@@ -13,8 +13,6 @@ from controller.clocksync import ClockEstimator
 from controller.local import run_local
 from controller.profiles import load_experiment
 
-pytestmark = pytest.mark.serial  # clock offsets estimated from round trips: run alone (make test)
-
 _HOG = "while True:\n    pass\n"
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 
-import pytest
 import zmq
 
 from agent.protocol import Bye, Configure, DraftRequest, Error, Hello, Ready, TimePing, TimePong, decode, encode
@@ -16,8 +15,6 @@ from agent.security import apply_client
 from controller.keys import Enrolment
 from controller.local import run_local
 from controller.profiles import load_experiment
-
-pytestmark = pytest.mark.serial  # losing an agent within the liveness timeouts: run alone (make test)
 
 
 def test_an_agent_error_fails_the_prompt_over(tmp_path, tiny_pair, keys):

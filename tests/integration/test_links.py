@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import yaml
 
 from controller.experiment import run_experiment
-
-pytestmark = pytest.mark.serial  # emulated link delays: run alone (make test)
 
 
 def test_emulated_uplink_is_paid_and_recorded_per_round(tmp_path, tiny_pair):

@@ -23,8 +23,6 @@ from controller.keys import make_keys
 from controller.local import run_local
 from controller.profiles import PROFILES_DIR, load_experiment
 
-pytestmark = pytest.mark.serial  # remote agents that must join within a wait: run alone (make test)
-
 
 def free_port() -> int:
     with socket.socket() as s:

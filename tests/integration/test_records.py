@@ -17,8 +17,6 @@ import yaml
 from controller.local import local_summary, run_local
 from controller.profiles import load_experiment
 
-pytestmark = pytest.mark.serial  # killing an agent at a moment of the run: run alone (make test)
-
 
 def read_jsonl(path):
     if not path.exists():

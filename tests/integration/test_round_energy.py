@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import math
 
-import pytest
-
 from agent import telemetry
 from agent.telemetry import JetsonSampler
 from controller.local import run_local
@@ -19,8 +17,6 @@ from controller.measurement import host_series, measure, round_window
 from controller.profiles import load_experiment
 from controller.rundata import _telemetry_files, load_run
 from tests.agent.fake_jtop import FakeJtop, make_ina3221_tree, set_rail
-
-pytestmark = pytest.mark.serial  # telemetry readings around each round: run alone (make test)
 
 #: Per-round energies of a host add up to its energy over the union of its rounds exactly (the
 #: pieces partition it); against the window from the first round's start to the last one's end

@@ -20,8 +20,6 @@ from controller.experiment.agents import spawn_agent
 from controller.profiles import load_experiment
 from tests.conftest import agent_key_args
 
-pytestmark = pytest.mark.serial  # killing a run at a moment: run alone (make test)
-
 PROFILE = {
     "name": "resume-test",
     "models": "tiny-llama",

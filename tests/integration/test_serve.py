@@ -14,8 +14,6 @@ from controller.local import local_summary, run_local
 from controller.profiles import load_experiment
 from tests.conftest import agent_key_args
 
-pytestmark = pytest.mark.serial  # remote agents that must join within a wait: run alone (make test)
-
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -18,8 +18,6 @@ from controller.specfed_report import bound_violations
 from controller.specfed_run import run_specfed
 from tests.integration.test_specfed import read_jsonl, write_profile
 
-pytestmark = pytest.mark.serial  # a lost drafter noticed within a bound: run alone (make test)
-
 PROMPTS = [[0, 7, 21, 3], [0, 50, 1], [0, 12, 60, 44, 8, 2]]
 GREEDY = {"temperature": 0.0, "draft_length": 3, "max_new_tokens": 12}
 VOCAB = 64  # the tiny pair's (test_specfed.TINY)

@@ -10,8 +10,6 @@ import pytest
 from controller.local import run_local
 from controller.profiles import load_experiment
 
-pytestmark = pytest.mark.serial  # telemetry samples over a run's wall time: run alone (make test)
-
 
 @pytest.fixture(scope="module")
 def telemetry_run(tmp_path_factory, tiny_pair):

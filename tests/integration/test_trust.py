@@ -32,8 +32,6 @@ from controller.liveness import Liveness
 from controller.local import run_local
 from controller.profiles import load_experiment
 
-pytestmark = pytest.mark.serial  # attacks that must not delay the rounds, heartbeat timeouts: run alone (make test)
-
 HEARTBEAT_TIMEOUT_S = 3.0
 DRAFT_DELAY_S = 0.2
 
