@@ -75,7 +75,6 @@ class Segment:
         self.point_jobs: dict[str, list[Job]] = {}
         self.point_window: dict[str, tuple[int, int, float]] = {}
         self.requested: dict[str, int] = {}  # prompts each distributed point of this segment has to run
-        self.observer_errors = 0  # exceptions raised by on_progress (the manifest's progress_observer_errors)
 
     # progress
     def _tell(
@@ -89,9 +88,8 @@ class Segment:
             try:
                 self.on_progress(progress)
             except Exception:  # a failing progress display must not end, or hang, the rounds that call it
-                self.observer_errors += 1
-                self.seg["progress_observer_errors"] = self.observer_errors
-                if self.observer_errors == 1:
+                failed = self.seg["progress_observer_errors"] = self.seg.get("progress_observer_errors", 0) + 1
+                if failed == 1:
                     log.exception("the progress observer failed; the run goes on, and further failures are counted")
 
     def run(self, bind, telemetry_port, wait_agents_s, agent_threads, keys_dir=None, insecure=False) -> None:
