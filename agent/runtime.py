@@ -272,6 +272,7 @@ class Agent:
                 self.keys,
             )
             self.telemetry.start()
+        if self.telemetry:  # in every READY: the controller keeps the latest one of a session
             info["telemetry"] = self.telemetry.describe()
         self.send(Ready(info))
 

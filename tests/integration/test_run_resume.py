@@ -78,6 +78,10 @@ def test_killed_run_resumes_with_no_duplicate_and_no_missing_round(tmp_path, pro
     grid = expand_grid(experiment)
     reference = tmp_path / "reference"
     run_experiment(profile, reference, target=tiny_pair[0])
+    # seven points, one segment: each agent's samplers are described once for the segment, whatever the point
+    telemetry = json.loads((reference / "manifest.json").read_text())["segments"][0]["telemetry"]
+    for agent in ("agent-0", "agent-1"):
+        assert telemetry[agent] and telemetry[agent][0]["sampler"] == "psutil", (agent, telemetry[agent])
 
     out = tmp_path / "killed"
     finished_before, in_flight, agents = kill_mid_point(profile, out)
