@@ -115,7 +115,10 @@ class TelemetryPublisher:
         self.thread.start()
 
     def stop(self) -> None:
-        self.thread.stop()
+        self.thread.stop()  # publishes the last samples
+        if not self.thread.alive:  # a sampler stuck in a sensor read still owns the socket
+            # the end of this host's stream (a batch with no rows): the collector stops waiting for it
+            self.sock.send(encode(Telemetry(self.host, ["t_ns"], [])))
         self.sock.close()
 
 

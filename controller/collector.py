@@ -57,6 +57,7 @@ class TelemetryCollector:
         self.rows: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
         self.dropped_columns: Counter[str] = Counter()
+        self.ended: set[str] = set()  # hosts whose publisher sent the end of its stream
         self._files: dict[str, tuple[object, csv.writer, list[str]]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -95,7 +96,10 @@ class TelemetryCollector:
                 raise ProtocolError("unexpected", f"{type(msg).__name__} on the telemetry socket")
             if self.secure and msg.host != (enrolled := frame.get("User-Id")):
                 raise ProtocolError("not_enrolled", f"telemetry for {msg.host!r} from the key of {enrolled!r}")
-            self.write(msg.host, msg.columns, msg.rows)
+            if msg.ends_stream:
+                self.ended.add(msg.host)
+            else:
+                self.write(msg.host, msg.columns, msg.rows)
         except ProtocolError as exc:
             self.errors[exc.code] += 1
             log.warning("bad telemetry frame: %s", exc)
@@ -110,18 +114,22 @@ class TelemetryCollector:
             if poller.poll(100):
                 self._handle(self.sock.recv(copy=False))
 
-    def stop(self, quiet_s: float = 0.5, max_s: float = 5.0) -> None:
+    def stop(self, expect: set[str] | frozenset[str] = frozenset(), quiet_s: float = 0.5, max_s: float = 5.0) -> None:
         """Stop the thread, write what is still arriving, close the files.
 
-        An agent flushes its last batch when the controller says bye, and a
-        remote agent is not waited for as a local subprocess is, so frames
-        are read until ``quiet_s`` passes without one (``max_s`` at most).
+        An agent flushes its last batch when the controller says bye, then ends
+        its stream with an empty batch.  Frames are read until every host in
+        ``expect`` has ended its stream, or else until ``quiet_s`` passes
+        without a frame (a host that was lost, or a publisher that sends no
+        end), ``max_s`` at most.
         """
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(5)
         deadline = time.monotonic() + max_s
-        while time.monotonic() < deadline and self.sock.poll(int(quiet_s * 1000)):
+        while time.monotonic() < deadline and not (expect and set(expect) <= self.ended):
+            if not self.sock.poll(int(quiet_s * 1000)):
+                break
             self._handle(self.sock.recv(copy=False))
         with self._lock:
             for fh, _, _ in self._files.values():

@@ -151,10 +151,20 @@ class TimePong(Message):
 
 @dataclass
 class Telemetry(Message):
+    """A batch of one host's samples, ``t_ns`` first.
+
+    A batch with no rows ends the host's stream: a publisher sends one, after its
+    last samples, when it stops, so a collector need not wait for a quiet spell.
+    """
+
     TYPE: ClassVar[MsgType] = MsgType.TELEMETRY
     host: str
     columns: list[str]
     rows: list[list]
+
+    @property
+    def ends_stream(self) -> bool:
+        return not self.rows
 
     @classmethod
     def from_wire(cls, fields: list, **ctx: Any) -> Telemetry:

@@ -120,6 +120,10 @@ class TelemetryThread:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop after one more tick, deliver the last batch and wait for the thread (``timeout_s`` past that tick)."""
         self._stop_ns = time.monotonic_ns()

@@ -132,6 +132,7 @@ class Segment:
         self.seg["telemetry"] = {"rate_hz": rate, "controller": own.describe()}
         controller = None
         procs: dict[str, AgentProcess] = {}
+        publishers: set[str] = set()  # agents told bye whose telemetry stream is to end
         try:
             if distributed:
                 first = distributed[0]
@@ -172,6 +173,7 @@ class Segment:
                 self._run_point(point, controller, procs, wait_agents_s, bind)
         finally:
             if controller is not None:
+                publishers = {s.name for s in controller.sessions.values() if s.info.get("telemetry")}
                 say_bye_and_wait(controller, procs)
                 self.seg["agents"] = {
                     name: {k: s[k] for k in ("facts", "drafter", "rounds", "prompts", "clock", "left")}
@@ -182,7 +184,7 @@ class Segment:
                 self.seg["agent_exit_codes"] = {name: p.returncode for name, p in procs.items()}
                 controller.close()
             own.stop()
-            collector.stop()
+            collector.stop(expect=publishers)
             self.seg["security"] = enrolment.describe()
             enrolment.close()
             self.seg["telemetry"].update({"rows": dict(collector.rows), "errors": dict(collector.errors)})

@@ -31,3 +31,26 @@ def test_a_batch_flushed_after_stop_is_called_is_still_written(tmp_path):
     lines = (tmp_path / "telemetry" / "edge-1.csv").read_text().splitlines()
     assert lines == ["t_ns,cpu_percent", "1,10.0", "2,11.0"]
     assert waited < 5.0 + 0.5  # bounded by max_s
+
+
+def test_a_publisher_that_ends_its_stream_is_not_waited_for(tmp_path):
+    """An agent's publisher, stopped at bye, ends its stream: the collector stops without a quiet spell."""
+    from agent.runtime import TelemetryPublisher
+
+    collector = TelemetryCollector(tmp_path)
+    collector.start()
+    publisher = TelemetryPublisher(zmq.Context.instance(), collector.endpoint, "edge-1", rate_hz=50, shift_ns=0)
+    publisher.start()
+    deadline = time.monotonic() + 30
+    while collector.rows["edge-1"] < 3:  # samples arrive: the subscription reached the publisher
+        assert time.monotonic() < deadline, "no telemetry within 30 s"
+        time.sleep(0.01)
+    publisher.stop()  # the last batch, then the end of the stream
+    t0 = time.monotonic()
+    collector.stop(expect={"edge-1"}, quiet_s=60.0, max_s=120.0)
+    waited = time.monotonic() - t0
+    assert collector.ended == {"edge-1"}
+    assert waited < 30.0, waited  # not the 60 s quiet spell
+    rows = (tmp_path / "telemetry" / "edge-1.csv").read_text().splitlines()
+    assert rows[0].startswith("t_ns,") and len(rows) - 1 == collector.rows["edge-1"] >= 3
+    assert all(r.split(",")[0] for r in rows[1:])  # the end of the stream wrote no row
