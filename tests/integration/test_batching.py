@@ -68,7 +68,7 @@ def test_batched_verification_gives_the_unbatched_outputs(tmp_path, tiny_pair):
 
 
 POLICIES = ["equal-split", "multispin-homogeneous", "multispin-heterogeneous"]
-BAND_HZ = 40e3
+BAND_HZ = 400e3
 SNR_DB = {"agent-0": 0.0, "agent-1": 10.0, "agent-2": 20.0}  # η = 1, 3.46, 6.66 bit/s/Hz
 
 
