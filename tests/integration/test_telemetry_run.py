@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 
 import pytest
@@ -16,8 +17,13 @@ def telemetry_run(tmp_path_factory, tiny_pair):
     """A two-agent tiny run long enough to count telemetry samples; its result and folder."""
     tmp = tmp_path_factory.mktemp("telemetry")
     prompts = tmp / "prompts.jsonl"
-    prompts.write_text("".join(f'{{"id": "q{i}", "prompt_token_ids": [0, {2 + i}]}}\n' for i in range(24)))
+    prompts.write_text("".join(f'{{"id": "q{i}", "prompt_token_ids": [0, {2 + i}]}}\n' for i in range(8)))
     experiment = load_experiment("tiny", prompts=str(prompts), max_new_tokens=48)
+    # long enough on any machine: the seed fixes 64 rounds of 4 drafts, each draft held back 20 ms
+    # (a sleep, no CPU), so >= 2.5 s with the two agents drafting side by side (3.7 s on the 2-core VM)
+    slow = {"up": {}, "down": {}, "draft_delay_s": 0.02}
+    links = {"up": {}, "down": {}, "seed": 0, "agents": {"agent-0": slow, "agent-1": slow}}
+    experiment = dataclasses.replace(experiment, links=links)
     return run_local(experiment, tmp / "run", agents=2, target=tiny_pair[0]), tmp / "run"
 
 
