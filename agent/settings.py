@@ -18,13 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from agent.codec import RECONSTRUCTIONS
 from agent.drafter import DraftSettings
 from agent.protocol.hidden import HIDDEN_DTYPES, HIDDEN_UPLOADS
 from agent.protocol.wire import (
     DENSE,
     MODEL_DTYPES,
     PROB_DTYPES,
+    RECONSTRUCTIONS,
     SAMPLING_MODES,
     WIRE_INDEX_DTYPES,
     _check,

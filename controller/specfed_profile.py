@@ -34,8 +34,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from agent.codec import RECONSTRUCTIONS
 from agent.models import ModelError, validate_spec
+from agent.protocol import RECONSTRUCTIONS
 from controller.profiles import (
     Generation,
     ModelPair,

@@ -33,6 +33,8 @@ PROB_DTYPES = {"float16": np.dtype("<f2"), "float32": np.dtype("<f4")}
 #: dtypes CONFIGURE may load the drafter in (``agent.models.DTYPES``).
 MODEL_DTYPES = ("auto", "bfloat16", "float16", "float32")
 SAMPLING_MODES = ("full", "top-k")
+#: How the controller rebuilds the draft distribution from K values (``agent.codec.reconstruct``).
+RECONSTRUCTIONS = ("renormalise", "tail-fill")
 
 ERROR_CODES = (
     "malformed",  # not msgpack, not an array, wrong field count or type

@@ -26,13 +26,22 @@ def register(sub) -> None:
     dep.set_defaults(func=cmd_deploy)
 
 
-def cmd_provision(args: argparse.Namespace) -> int:
+def _with_wheel(args: argparse.Namespace, playbook: str, title: str) -> int:
+    """Run ``playbook`` with a freshly built wheel and the drafter's files; the wheel's folder goes after."""
+    import shutil
+
     from controller.provision import deploy_vars, work_dir
 
-    return run_ansible(args, "site.yml", deploy_vars(args.pair, work_dir()), "specbed provision (site.yml)")
+    wheel_dir = work_dir()
+    try:
+        return run_ansible(args, playbook, deploy_vars(args.pair, wheel_dir), title)
+    finally:
+        shutil.rmtree(wheel_dir, ignore_errors=True)
+
+
+def cmd_provision(args: argparse.Namespace) -> int:
+    return _with_wheel(args, "site.yml", "specbed provision (site.yml)")
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from controller.provision import deploy_vars, work_dir
-
-    return run_ansible(args, "deploy.yml", deploy_vars(args.pair, work_dir()), "specbed deploy (deploy.yml)")
+    return _with_wheel(args, "deploy.yml", "specbed deploy (deploy.yml)")

@@ -16,9 +16,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from agent.codec import RECONSTRUCTIONS
 from agent.models import DTYPES
-from agent.protocol import DENSE, INDEX_DTYPES, PROB_DTYPES, SAMPLING_MODES
+from agent.protocol import DENSE, INDEX_DTYPES, PROB_DTYPES, RECONSTRUCTIONS, SAMPLING_MODES
 from controller.profiles.base import Profile
 from controller.profiles.link import LinksProfile, Quantity
 

@@ -55,3 +55,33 @@ def test_unknown_field_and_missing_inventory_name_the_field(tmp_path):
         load_testbed(str(write_profile(tmp_path, inventory="/nonexistent/hosts.yml")))
     with pytest.raises(ProfileError, match="controller: expected a string"):
         load_testbed(str(write_profile(tmp_path, controller=None)))
+
+
+def test_the_provisioning_commands_run_without_importing_torch():
+    """Checking a testbed and naming the drafter's files need no torch: a provisioning call starts in a blink."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = """
+import sys
+
+class NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == "torch":
+            raise ImportError("a provisioning command imported torch")
+
+sys.meta_path.insert(0, NoTorch())
+import controller.cli.playbook, controller.cli.provision, controller.hostvalues, controller.provision
+from agent.models import cache_dirs
+from controller.cli import main
+from controller.profiles import load_model_pair
+
+assert main(["testbed", "check", "lab"]) == 0
+print(cache_dirs(load_model_pair("smollm2-135m").drafter))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2]
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "smollm2-135m-instruct-q4g128" in out.stdout, out.stdout

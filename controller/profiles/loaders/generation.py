@@ -6,8 +6,7 @@ from dataclasses import field, fields, make_dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from agent.codec import RECONSTRUCTIONS
-from agent.protocol import PROB_DTYPES, SAMPLING_MODES
+from agent.protocol import PROB_DTYPES, RECONSTRUCTIONS, SAMPLING_MODES
 from controller.profiles.base import ProfileError
 from controller.profiles.experiment import (
     BANDWIDTH_POLICIES,
