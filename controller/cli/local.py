@@ -67,7 +67,6 @@ def cmd_local(args: argparse.Namespace) -> int:
     from controller.cli.common import profile_of
     from controller.cli.tables import summary_table
     from controller.keys import KeysError
-    from controller.local import run_local
     from controller.profiles import ProfileError, load_experiment
     from controller.records import OutDirNotEmpty, check_out_dir
 
@@ -83,6 +82,8 @@ def cmd_local(args: argparse.Namespace) -> int:
         check_out_dir(out_dir)  # one run per folder: a summary never describes half of its rounds
     except OutDirNotEmpty as exc:
         return fail(str(exc))
+    from controller.local import run_local  # torch and transformers: after the checks that need neither
+
     n_agents = args.agents or experiment.agents
     say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     say(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 VERIFICATIONS = ("strict", "semantic")
+#: What moves the decision threshold between its good- and poor-channel values (``controller.wisv.head``).
+THRESHOLD_CSI = ("rate", "snr", "constant")
 
 
 def resolve_head(ref: str) -> Path:
@@ -19,7 +21,6 @@ def check_wisv(path: Path, g, where: str = "generation") -> None:
     """``ProfileError`` naming the field for WISV settings that cannot run."""
     from agent.protocol import HIDDEN_DTYPES, HIDDEN_UPLOADS
     from controller.profiles.base import ProfileError
-    from controller.wisv.head import THRESHOLD_CSI
 
     for name, allowed in (
         ("verification", VERIFICATIONS),

@@ -26,7 +26,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-THRESHOLD_CSI = ("rate", "snr", "constant")
 #: The channel range over which the threshold moves from its good-channel to its poor-channel value.
 RATE_GOOD_BPS, RATE_POOR_BPS = 1e6, 16e3
 SNR_GOOD_DB, SNR_POOR_DB = 30.0, 0.0
