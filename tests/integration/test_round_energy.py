@@ -7,6 +7,7 @@ verified); the agents read psutil only, so their rounds get no energy.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -38,6 +39,10 @@ def test_every_round_with_readable_power_carries_its_hosts_energy(tmp_path, tiny
             set_rail(driver, "1-0040", 1, ma=400 + 1200 * (verified % 3))
 
     experiment = load_experiment("tiny", max_new_tokens=32)
+    # each draft held back 10 ms (a sleep): the rounds' window lasts over a second, not a quarter of one,
+    # so the sample count below measures the sampler, not how few ticks fit in a short run
+    slow = {"up": {}, "down": {}, "draft_delay_s": 0.01}
+    experiment = dataclasses.replace(experiment, links={"up": {}, "down": {}, "seed": 0, "agents": {"agent-0": slow}})
     out = tmp_path / "run"
     run_local(experiment, out, agents=1, target=tiny_pair[0], on_progress=on_progress)
     (summary,) = json.loads((out / "summary.json").read_text())["points"].values()  # the one point's figures
