@@ -369,6 +369,32 @@ def load_model(spec: dict, device: str = "cpu", dtype: str | None = None) -> Loa
     )
 
 
+def declared_vocab_size(spec: dict) -> int | None:
+    """The vocabulary a spec's model will have, read without loading weights (None where unknown yet).
+
+    From the spec for the built models (``tiny-llama``), from ``config.json``
+    for checkpoints already on disk, so a bad prompt or ``top_k`` is refused
+    before a target's minutes of loading; ``load_model``'s ``vocab_size`` stays
+    the authority, checked again once loaded.
+    """
+    source = spec.get("source")
+    if source == "tiny-llama":
+        return int(spec.get("vocab_size", 64))
+    if source == "requantized":
+        return declared_vocab_size(spec["base"])
+    if source == "bundled":
+        path = cache_root() / "models" / BUNDLED_NAME / "config.json"
+    elif source == "local":
+        path = Path(spec["path"]).expanduser() / "config.json"
+    else:
+        return None
+    try:
+        vocab = json.loads(path.read_text()).get("vocab_size")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return vocab if isinstance(vocab, int) and not isinstance(vocab, bool) and vocab > 0 else None
+
+
 def prepare_model(spec: dict) -> None:
     """Make sure a spec's weights are converted and cached, without keeping them loaded."""
     validate_spec(spec)

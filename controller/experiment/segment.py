@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from agent.models import LoadedModel, load_model, prepare_model
+from agent.models import LoadedModel, declared_vocab_size, load_model, prepare_model
 from controller.collector import TelemetryCollector
 from controller.experiment import forks
 from controller.experiment.agents import (
@@ -95,6 +95,10 @@ class Segment:
     def run(self, bind, telemetry_port, wait_agents_s, agent_threads, keys_dir=None, insecure=False) -> None:
         x = self.x
         t0 = time.monotonic()
+        declared = self.target.vocab_size if self.target else declared_vocab_size(x.models.target)
+        if declared:  # refused before the target's loading, where its config says the vocabulary
+            check_token_ids(x.prompts, declared)
+            check_top_k(x, declared)
         self._tell(None, 0, 0, "loading models")
         if not bind and any(p.scheme in DISTRIBUTED for p in self.todo):
             forks.start()  # the local agents' imports, once, beside the models' loading
@@ -109,7 +113,7 @@ class Segment:
             "device": target.device,
             "dtype": target.dtype,
         }
-        check_token_ids(x.prompts, target.vocab_size)  # before any agent starts
+        check_token_ids(x.prompts, target.vocab_size)  # again, with the loaded vocabulary; before any agent starts
         check_top_k(x, target.vocab_size)
         distributed = [p for p in self.todo if p.scheme in DISTRIBUTED]
         self.requested = {p.id: sum((p.id, q.id) not in self.done for q in x.prompts) for p in distributed}

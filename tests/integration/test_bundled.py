@@ -56,7 +56,7 @@ def test_sampled_runs_are_reproducible(tmp_path, two_prompts, bundled_target):
     """
     profile = yaml.safe_load((Path(__file__).parents[2] / "profiles/experiments/quickstart.yaml").read_text())
     profile["prompts"] = two_prompts
-    profile["generation"].update(temperature=0.8, max_new_tokens=24, seed=3)
+    profile["generation"].update(temperature=0.8, max_new_tokens=12, seed=3)
     profile["sweep"] = {"sampling": ["full", "top-k"], "agents": [2, 1]}
     path = tmp_path / "sampled.yaml"
     path.write_text(yaml.safe_dump(profile))

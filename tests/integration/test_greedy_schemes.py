@@ -52,7 +52,7 @@ def test_greedy_rounds_identical_across_schemes(tmp_path, bundled_target):
         "models": "smollm2-135m",
         "prompts": {"source": "quickstart", "limit": 2},
         "agents": 1,
-        "generation": {"temperature": 0.0, "draft_length": 4, "top_k": 8, "max_new_tokens": 24},
+        "generation": {"temperature": 0.0, "draft_length": 4, "top_k": 8, "max_new_tokens": 16},
         "baselines": ["colocated", "full-distribution"],
     }
     path = tmp_path / "greedy.yaml"
