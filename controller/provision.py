@@ -8,6 +8,7 @@ hosts first).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -18,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.models import cache_dirs, prepare_model
+from agent.models import cache_dirs, cache_root, prepare_model
 from controller.hostvalues import check_inventory
 from controller.profiles import TESTBED_AGENT_FIELDS, Testbed
 
@@ -73,30 +74,69 @@ def ansible_bin(name: str) -> str:
     return found
 
 
+#: What goes into the wheel: its metadata files and its packages' folders (see pyproject.toml).
+WHEEL_SOURCES = ("pyproject.toml", "README.md", "agent", "controller")
+
+
+def source_key(root: Path = REPO_ROOT) -> str:
+    """A digest of the files the wheel is built from (names and bytes; caches and bytecode left out)."""
+    digest = hashlib.sha256()
+    for name in WHEEL_SOURCES:
+        top = root / name
+        files = sorted(top.rglob("*")) if top.is_dir() else [top]
+        for path in files:
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def build_wheel(out_dir: Path) -> Path:
-    """Build the specbed wheel that the agent role installs on the boards."""
+    """The specbed wheel that the agent role installs on the boards, in ``out_dir``.
+
+    Built once per source state (``source_key``) and kept in the cache
+    (``~/.cache/specbed/wheels``, the latest build only): a second
+    ``specbed provision`` or ``deploy`` of unchanged sources copies it, and
+    copies the same bytes, so the boards install nothing again.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     for old in out_dir.glob("specbed-*.whl"):
         old.unlink()
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            str(REPO_ROOT),
-            "-w",
-            str(out_dir),
-        ],
-        check=True,
-        # fixed zip timestamps: the same source gives the same wheel, so a
-        # second deploy copies nothing and reinstalls nothing
-        env={**os.environ, "SOURCE_DATE_EPOCH": "315532800"},
-    )
-    return next(out_dir.glob("specbed-*.whl"))
+    wheels = cache_root() / "wheels"
+    kept = wheels / source_key()
+    if not any(kept.glob("specbed-*.whl")):
+        wheels.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=wheels, prefix=".build-") as tmp:
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "wheel",
+                    "--quiet",
+                    "--no-deps",
+                    "--no-build-isolation",
+                    str(REPO_ROOT),
+                    "-w",
+                    tmp,
+                ],
+                check=True,
+                # fixed zip timestamps: the same source gives the same wheel, so a
+                # second deploy copies nothing and reinstalls nothing
+                env={**os.environ, "SOURCE_DATE_EPOCH": "315532800"},
+            )
+            try:
+                os.rename(tmp, kept)  # whole or not at all; a concurrent build's copy may be there first
+            except OSError:
+                if not any(kept.glob("specbed-*.whl")):
+                    raise
+            else:
+                os.mkdir(tmp)  # for TemporaryDirectory's clean-up
+        for other in wheels.iterdir():  # earlier source states
+            if other.is_dir() and other.name != kept.name and not other.name.startswith(".build-"):
+                shutil.rmtree(other, ignore_errors=True)
+    wheel = next(kept.glob("specbed-*.whl"))
+    shutil.copyfile(wheel, out_dir / wheel.name)
+    return out_dir / wheel.name
 
 
 def deploy_vars(pair_ref: str | None, work_dir: Path) -> dict:
