@@ -77,11 +77,20 @@ def rows_to_columns(rows: list[dict], shift_ns: int = 0) -> tuple[list[str], lis
 
 
 class TelemetryPublisher:
-    """Samples this host off the drafting loop and publishes batches on a PUB socket.
+    """Samples this host off the drafting loop and publishes batches on an XPUB socket.
 
     The socket is connected here, in the agent's thread, so the connection
     is up before the first batch; afterwards only the sampler thread uses it.
+    A PUB socket drops what it sends before the collector's subscription
+    has arrived (ZeroMQ's slow joiner), so the socket is an XPUB, which
+    receives that subscription: batches wait in ``pending`` until it has
+    arrived, ``PENDING_BATCHES`` at most (the oldest beyond are dropped and
+    counted in ``batches_dropped``); ``stop()`` waits up to
+    ``SUBSCRIBE_WAIT_S`` for it before giving up on what is still pending.
     """
+
+    PENDING_BATCHES = 240  # about 2 minutes of batches at the default two a second
+    SUBSCRIBE_WAIT_S = 2.0
 
     def __init__(
         self,
@@ -96,17 +105,45 @@ class TelemetryPublisher:
         from agent.telemetry import TelemetryThread, auto_samplers
 
         self.host, self.shift_ns = host, shift_ns
-        self.sock = ctx.socket(zmq.PUB)
+        self.sock = ctx.socket(zmq.XPUB)
         self.sock.setsockopt(zmq.LINGER, 2000)
         apply_client(self.sock, keys)
         self.sock.connect(endpoint)
+        self.subscribed = False
+        self.pending: list[bytes] = []
+        self.batches_sent = 0
+        self.batches_dropped = 0
         self.samplers = auto_samplers(os.getpid(), host_sampler=host_sampler)
         self.thread = TelemetryThread(self.samplers, host, rate_hz=rate_hz, on_batch=self._publish)
+
+    def _check_subscribed(self, wait_s: float = 0.0) -> bool:
+        """Read the collector's subscription off the XPUB, waiting up to ``wait_s`` for it."""
+        deadline = time.monotonic() + wait_s
+        while not self.subscribed:
+            left_ms = max(0, round((deadline - time.monotonic()) * 1000))
+            if not self.sock.poll(left_ms, zmq.POLLIN):
+                break
+            if self.sock.recv()[:1] == b"\x01":  # a subscribe (\x00 is an unsubscribe)
+                self.subscribed = True
+        return self.subscribed
+
+    def _send(self, frame: bytes, wait_s: float = 0.0) -> None:
+        self.pending.append(frame)
+        if self._check_subscribed(wait_s):
+            for f in self.pending:
+                self.sock.send(f)
+            self.batches_sent += len(self.pending)
+            self.pending.clear()
+        elif len(self.pending) > self.PENDING_BATCHES:
+            del self.pending[0]
+            self.batches_dropped += 1
+            if self.batches_dropped == 1:
+                log.warning("telemetry: no subscription from the collector yet; dropping the oldest batches")
 
     def _publish(self, rows: list[dict]) -> None:
         if rows:
             columns, data = rows_to_columns(rows, self.shift_ns)
-            self.sock.send(encode(Telemetry(self.host, columns, data)))
+            self._send(encode(Telemetry(self.host, columns, data)))
 
     def describe(self) -> list[dict]:
         return self.samplers.describe()  # the missing families too, with reasons
@@ -118,7 +155,10 @@ class TelemetryPublisher:
         self.thread.stop()  # publishes the last samples
         if not self.thread.alive:  # a sampler stuck in a sensor read still owns the socket
             # the end of this host's stream (a batch with no rows): the collector stops waiting for it
-            self.sock.send(encode(Telemetry(self.host, ["t_ns"], [])))
+            self._send(encode(Telemetry(self.host, ["t_ns"], [])), wait_s=self.SUBSCRIBE_WAIT_S)
+            if self.pending:
+                self.batches_dropped += len(self.pending) - 1
+                log.warning("telemetry: the collector never subscribed; %d batches not sent", self.batches_dropped)
         self.sock.close()
 
 

@@ -54,3 +54,46 @@ def test_a_publisher_that_ends_its_stream_is_not_waited_for(tmp_path):
     rows = (tmp_path / "telemetry" / "edge-1.csv").read_text().splitlines()
     assert rows[0].startswith("t_ns,") and len(rows) - 1 == collector.rows["edge-1"] >= 3
     assert all(r.split(",")[0] for r in rows[1:])  # the end of the stream wrote no row
+
+
+def free_endpoint() -> str:
+    probe = zmq.Context.instance().socket(zmq.SUB)
+    probe.bind("tcp://127.0.0.1:*")
+    endpoint = probe.getsockopt_string(zmq.LAST_ENDPOINT)
+    probe.close()
+    return endpoint
+
+
+def test_batches_published_before_the_collector_subscribed_still_arrive(tmp_path):
+    """ZeroMQ's slow joiner: what a PUB sends before the subscription arrives is lost; these batches wait for it."""
+    from agent.runtime import TelemetryPublisher
+
+    endpoint = free_endpoint()
+    publisher = TelemetryPublisher(zmq.Context.instance(), endpoint, "edge-1", rate_hz=50, shift_ns=0)
+    publisher.start()
+    deadline = time.monotonic() + 30
+    while publisher.thread.batches < 2:  # published with nobody subscribed yet
+        assert time.monotonic() < deadline, "no batch within 30 s"
+        time.sleep(0.01)
+    collector = TelemetryCollector(tmp_path, endpoint=endpoint)
+    collector.start()
+    publisher.stop()
+    collector.stop(expect={"edge-1"}, quiet_s=5.0, max_s=30.0)
+    assert collector.ended == {"edge-1"}
+    assert publisher.batches_dropped == 0 and not publisher.pending
+    assert collector.rows["edge-1"] == publisher.thread.samples >= 2
+
+
+def test_a_publisher_nobody_subscribes_to_gives_up_and_counts(tmp_path, monkeypatch):
+    """No collector at the endpoint: stop() waits SUBSCRIBE_WAIT_S, then counts what it never sent."""
+    from agent.runtime import TelemetryPublisher
+
+    monkeypatch.setattr(TelemetryPublisher, "SUBSCRIBE_WAIT_S", 0.3)
+    endpoint = free_endpoint()  # a port with nobody behind it
+    publisher = TelemetryPublisher(zmq.Context.instance(), endpoint, "edge-1", rate_hz=50, shift_ns=0)
+    publisher.start()
+    t0 = time.monotonic()
+    publisher.stop()
+    assert 0.3 <= time.monotonic() - t0 < 10.0
+    assert not publisher.subscribed and publisher.batches_sent == 0
+    assert publisher.batches_dropped >= 1  # the samples taken; the end-of-stream frame is not counted
