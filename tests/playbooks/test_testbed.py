@@ -286,16 +286,30 @@ def test_agents_stop_and_shaping_removed(hosts):
 
 
 def test_deploy_distributes_each_board_its_key(hosts, tmp_path):
-    """Each board gets its own secret key and the controller's public key, 0600, never printed."""
+    """Each board gets its own secret key and the controller's public key, 0600, never printed.
+
+    A board's model file changed since the last deploy, or its mode, is copied again.
+    """
     import zmq.auth
+
+    from agent.models import cache_root
 
     keys = tmp_path / "keys"
     (keys / "agents").mkdir(parents=True)
     zmq.auth.create_certificates(str(keys), "controller")
     for name in NAMES[1:]:
         zmq.auth.create_certificates(str(keys / "agents"), name)
+    boards = [hosts / "hosts" / name / "root" / "cache" / "models" for name in NAMES[1:]]
+    (model,) = (p.name for p in boards[0].iterdir())  # copied by provision: the bundled drafter
+    with open(boards[0] / model / "config.json", "a") as fh:
+        fh.write(" ")
+    (boards[1] / model / "tokenizer_config.json").chmod(0o600)
     out = specbed("deploy", "-i", str(hosts / "inventory.yml"), "--keys", str(keys), "--limit", "jetsons")
     assert out.returncode == 0, out.stdout[-4000:]
+    for board in boards:
+        for path in (cache_root() / "models" / model).iterdir():
+            assert (board / model / path.name).read_bytes() == path.read_bytes(), path.name
+            assert (board / model / path.name).stat().st_mode & 0o777 == 0o644, path.name
     for name in NAMES[1:]:
         root = hosts / "hosts" / name / "root"
         secret = root / "keys" / "agent.key_secret"
