@@ -3,7 +3,7 @@
 Keys are ZeroMQ certificate files (``zmq.auth`` format), made by
 ``specbed keys``: the agent holds ``agents/NAME.key_secret`` (its public
 and secret key) and ``controller.key`` (the controller's public key only).
-With them, the agent's DEALER and its telemetry PUB encrypt everything and
+With them, the agent's DEALER and its telemetry XPUB encrypt everything and
 prove the agent's identity to the controller's allow-list; a peer posing as
 the controller without the controller's secret key completes no handshake.
 See SECURITY.md.

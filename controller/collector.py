@@ -1,6 +1,6 @@
 """Telemetry collection: a SUB socket for the agents' batches, CSV per host.
 
-Agents publish ``TELEMETRY`` batches on a PUB socket connected to this
+Agents publish ``TELEMETRY`` batches on an XPUB socket connected to this
 collector's SUB; the controller's own sampler writes here directly.  Each
 host gets ``telemetry/<host>.csv`` with one row per sample; the columns are
 those of the host's first batch (``t_ns`` first, on that host's monotonic

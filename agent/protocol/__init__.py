@@ -71,7 +71,7 @@ Message types (direction, fields in order):
 ``TIME_PONG`` (10, agent -> controller)
     ``seq``, ``t1_ns`` echoed, ``t2_ns`` agent ns at receipt, ``t3_ns``
     agent ns at reply: NTP's four timestamps with the controller's receipt.
-``TELEMETRY`` (11, agent PUB -> controller SUB)
+``TELEMETRY`` (11, agent XPUB -> controller SUB)
     ``host`` str, ``columns`` list of str, ``rows`` list of lists (numbers
     or nil for a missing reading), ``t_ns`` the first column, on the
     agent's clock.
