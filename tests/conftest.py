@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from agent.models import load_model
@@ -27,6 +29,13 @@ def keys(tmp_path):
     folder = tmp_path / "keys"
     make_keys(folder, ["edge-0", "edge-1", "edge-9", "rogue", "agent-0", "agent-1", "agent-2"])
     return folder
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def point_setting(point_id: str, field: str) -> str:

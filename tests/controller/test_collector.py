@@ -9,6 +9,7 @@ import zmq
 
 from agent.protocol import Telemetry, encode
 from controller.collector import TelemetryCollector
+from tests.conftest import free_port
 
 
 def test_a_batch_flushed_after_stop_is_called_is_still_written(tmp_path):
@@ -56,19 +57,11 @@ def test_a_publisher_that_ends_its_stream_is_not_waited_for(tmp_path):
     assert all(r.split(",")[0] for r in rows[1:])  # the end of the stream wrote no row
 
 
-def free_endpoint() -> str:
-    probe = zmq.Context.instance().socket(zmq.SUB)
-    probe.bind("tcp://127.0.0.1:*")
-    endpoint = probe.getsockopt_string(zmq.LAST_ENDPOINT)
-    probe.close()
-    return endpoint
-
-
 def test_batches_published_before_the_collector_subscribed_still_arrive(tmp_path):
     """ZeroMQ's slow joiner: what a PUB sends before the subscription arrives is lost; these batches wait for it."""
     from agent.runtime import TelemetryPublisher
 
-    endpoint = free_endpoint()
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
     publisher = TelemetryPublisher(zmq.Context.instance(), endpoint, "edge-1", rate_hz=50, shift_ns=0)
     publisher.start()
     deadline = time.monotonic() + 30
@@ -89,7 +82,7 @@ def test_a_publisher_nobody_subscribes_to_gives_up_and_counts(tmp_path, monkeypa
     from agent.runtime import TelemetryPublisher
 
     monkeypatch.setattr(TelemetryPublisher, "SUBSCRIBE_WAIT_S", 0.3)
-    endpoint = free_endpoint()  # a port with nobody behind it
+    endpoint = f"tcp://127.0.0.1:{free_port()}"  # a port with nobody behind it
     publisher = TelemetryPublisher(zmq.Context.instance(), endpoint, "edge-1", rate_hz=50, shift_ns=0)
     publisher.start()
     t0 = time.monotonic()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,13 +13,7 @@ from collections import Counter
 import yaml
 
 from controller.experiment.agents import spawn_agent
-from tests.conftest import agent_key_args
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.conftest import agent_key_args, free_port
 
 
 def read_jsonl(path):

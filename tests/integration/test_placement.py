@@ -9,7 +9,6 @@ drafter it was told to in CONFIGURE.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 
@@ -22,12 +21,7 @@ from controller.experiment import run_experiment
 from controller.keys import make_keys
 from controller.local import run_local
 from controller.profiles import PROFILES_DIR, load_experiment
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.conftest import free_port
 
 
 def write_profile(tmp_path, name: str, **extra) -> str:

@@ -18,7 +18,7 @@ import yaml
 from controller.experiment import RunError, expand_grid, run_experiment
 from controller.experiment.agents import spawn_agent
 from controller.profiles import load_experiment
-from tests.conftest import agent_key_args
+from tests.conftest import agent_key_args, free_port
 
 PROFILE = {
     "name": "resume-test",
@@ -140,13 +140,6 @@ def test_a_used_folder_is_not_overwritten(tmp_path, profile):
 
 def test_run_with_remote_agents_and_an_agent_sweep(tmp_path, tiny_pair, keys):
     """`specbed run --bind`: agents started elsewhere; the sweep over agents uses 1, then 2 of them."""
-    import socket
-
-    def free_port() -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
-
     data = dict(PROFILE, sweep={"agents": [1, 2]}, baselines=["full-distribution"], seeds=[0])
     data["generation"] = dict(PROFILE["generation"], max_new_tokens=6)
     path = tmp_path / "remote.yaml"

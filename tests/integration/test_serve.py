@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 
@@ -12,13 +11,7 @@ import pytest
 from controller.experiment.agents import AgentsMissing
 from controller.local import local_summary, run_local
 from controller.profiles import load_experiment
-from tests.conftest import agent_key_args
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.conftest import agent_key_args, free_port
 
 
 def test_remote_agent_is_served_and_sends_telemetry_to_the_fixed_port(tmp_path, tiny_pair, keys):
