@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 
 import pytest
@@ -36,6 +37,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def read_finished_jsonl(path) -> list[dict]:
+    """The lines of a JSONL file that its writer has finished, read while it may still be writing.
+
+    A last line without its newline is being written (or was cut off by a kill): it is left out,
+    not parsed half-way. Every finished line must parse.
+    """
+    if not path.exists():
+        return []
+    text = path.read_text(encoding="utf-8")
+    return [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines() if line.strip()]
 
 
 def point_setting(point_id: str, field: str) -> str:

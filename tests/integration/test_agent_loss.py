@@ -13,13 +13,7 @@ from collections import Counter
 import yaml
 
 from controller.experiment.agents import spawn_agent
-from tests.conftest import agent_key_args, free_port
-
-
-def read_jsonl(path):
-    if not path.exists():
-        return []
-    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.endswith("}")]
+from tests.conftest import agent_key_args, free_port, read_finished_jsonl
 
 
 def test_a_killed_remote_agent_is_lost_and_its_prompt_redone(tmp_path, keys):
@@ -52,13 +46,13 @@ def test_a_killed_remote_agent_is_lost_and_its_prompt_redone(tmp_path, keys):
     }
     try:
         deadline = time.monotonic() + 400  # agent processes import torch first: slow on a loaded machine
-        while sum(r["agent"] == "edge-1" for r in read_jsonl(out / "rounds.jsonl")) < 2:
+        while sum(r["agent"] == "edge-1" for r in read_finished_jsonl(out / "rounds.jsonl")) < 2:
             assert time.monotonic() < deadline, "edge-1 never drafted two rounds"
             assert run.poll() is None, run.stdout.read()
             time.sleep(0.02)
         os.kill(agents["edge-1"].pid, signal.SIGKILL)
         killed_ns = time.monotonic_ns()
-        held = [r for r in read_jsonl(out / "rounds.jsonl") if r["agent"] == "edge-1"][-1]["prompt_id"]
+        held = [r for r in read_finished_jsonl(out / "rounds.jsonl") if r["agent"] == "edge-1"][-1]["prompt_id"]
         log, _ = run.communicate(timeout=180)  # hangs without the fix: the killed agent's prompt never finishes
         assert run.returncode == 0, log
     finally:
@@ -66,12 +60,12 @@ def test_a_killed_remote_agent_is_lost_and_its_prompt_redone(tmp_path, keys):
             if p.poll() is None:
                 p.kill()
     assert "edge-1 left: its connection closed" in log
-    outputs = read_jsonl(out / "outputs.jsonl")
+    outputs = read_finished_jsonl(out / "outputs.jsonl")
     assert sorted(o["prompt_id"] for o in outputs) == [f"c{i}" for i in range(8)]
     by_prompt = {o["prompt_id"]: o for o in outputs}
     if held not in {o["prompt_id"] for o in outputs if o["agent"] == "edge-1"}:
         assert by_prompt[held]["agent"] == "edge-0"  # unfinished when edge-1 died: redone by edge-0
-    rounds = read_jsonl(out / "rounds.jsonl")
+    rounds = read_finished_jsonl(out / "rounds.jsonl")
     assert all(r["ctrl_recv_ns"] < killed_ns for r in rounds if r["agent"] == "edge-1")
     (segment,) = json.loads((out / "manifest.json").read_text())["segments"]
     assert segment["agents"]["edge-1"]["left"] == "its connection closed"
@@ -82,7 +76,7 @@ def test_a_killed_remote_agent_is_lost_and_its_prompt_redone(tmp_path, keys):
         mine = sorted(r["round"] for r in rounds if r["prompt_id"] == o["prompt_id"])
         assert mine == list(range(len(mine))), f"{o['prompt_id']}: rounds {mine}"
         assert sum(r["emitted"] for r in rounds if r["prompt_id"] == o["prompt_id"]) == len(o["token_ids"])
-    discarded = read_jsonl(out / "discarded_rounds.jsonl")
+    discarded = read_finished_jsonl(out / "discarded_rounds.jsonl")
     assert segment["abandoned_rounds"] == len(discarded) and all(r["agent"] == "edge-1" for r in discarded)
     if by_prompt[held]["agent"] == "edge-0":
         assert {r["prompt_id"] for r in discarded} == {held}

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from controller.experiment import run_experiment
-from tests.conftest import point_setting
+from tests.conftest import point_setting, read_finished_jsonl
 
 
 def _run(
@@ -152,8 +152,7 @@ def test_an_agent_that_leaves_gives_its_share_to_the_others(tmp_path, tiny_pair)
     def kill_agent_2_after_its_second_round():
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not killed.is_set():
-            lines = rounds_file.read_text().splitlines() if rounds_file.exists() else []
-            if sum(json.loads(ln)["agent"] == "agent-2" for ln in lines if ln.endswith("}")) >= 2:
+            if sum(r["agent"] == "agent-2" for r in read_finished_jsonl(rounds_file)) >= 2:
                 for child in psutil.Process(os.getpid()).children(recursive=True):
                     cmd = child.cmdline()
                     if "agent" in cmd and "agent-2" in cmd:

@@ -16,12 +16,7 @@ import yaml
 
 from controller.local import local_summary, run_local
 from controller.profiles import load_experiment
-
-
-def read_jsonl(path):
-    if not path.exists():
-        return []
-    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.endswith("}")]
+from tests.conftest import read_finished_jsonl
 
 
 @pytest.fixture()
@@ -106,8 +101,8 @@ def test_a_killed_agents_abandoned_rounds_are_discarded_in_local(tmp_path, profi
         while True:  # agent-1 is two rounds into a prompt that is not finished
             assert time.monotonic() < deadline, "agent-1 never drafted two rounds of one prompt"
             assert proc.poll() is None, proc.stdout.read()
-            mine = [r for r in read_jsonl(out / "rounds.jsonl") if r["agent"] == "agent-1"]
-            done = {o["prompt_id"] for o in read_jsonl(out / "outputs.jsonl")}
+            mine = [r for r in read_finished_jsonl(out / "rounds.jsonl") if r["agent"] == "agent-1"]
+            done = {o["prompt_id"] for o in read_finished_jsonl(out / "outputs.jsonl")}
             if mine and mine[-1]["round"] >= 1 and mine[-1]["prompt_id"] not in done:
                 break
             time.sleep(0.01)
@@ -119,9 +114,9 @@ def test_a_killed_agents_abandoned_rounds_are_discarded_in_local(tmp_path, profi
             proc.kill()
     assert proc.returncode == 0, text
     summary = local_summary(out)
-    rounds = read_jsonl(out / "rounds.jsonl")
-    discarded = read_jsonl(out / "discarded_rounds.jsonl")
-    outputs = {o["prompt_id"]: o for o in read_jsonl(out / "outputs.jsonl")}
+    rounds = read_finished_jsonl(out / "rounds.jsonl")
+    discarded = read_finished_jsonl(out / "discarded_rounds.jsonl")
+    outputs = {o["prompt_id"]: o for o in read_finished_jsonl(out / "outputs.jsonl")}
     assert summary["prompts"] == 6
     # the abandoned attempt is out of the rounds and the totals, and kept apart for the record
     assert summary["discarded_rounds"] == len(discarded) >= 2

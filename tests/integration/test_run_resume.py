@@ -18,7 +18,7 @@ import yaml
 from controller.experiment import RunError, expand_grid, run_experiment
 from controller.experiment.agents import spawn_agent
 from controller.profiles import load_experiment
-from tests.conftest import agent_key_args, free_port
+from tests.conftest import agent_key_args, free_port, read_finished_jsonl
 
 PROFILE = {
     "name": "resume-test",
@@ -57,9 +57,9 @@ def kill_mid_point(profile, out):
         while time.monotonic() < deadline:
             assert proc.poll() is None, "the run finished before it could be killed"
             agents = agents or psutil.Process(proc.pid).children(recursive=True)
-            outputs = read_jsonl(out / "outputs.jsonl") if (out / "outputs.jsonl").exists() else []
+            outputs = read_finished_jsonl(out / "outputs.jsonl")
             done = {(o["point"], o["prompt_id"]) for o in outputs}
-            rounds = read_jsonl(out / "rounds.jsonl") if (out / "rounds.jsonl").exists() else []
+            rounds = read_finished_jsonl(out / "rounds.jsonl")
             in_flight = {(r["point"], r["prompt_id"]) for r in rounds} - done
             distributed = any(p.startswith(("top-k", "full-distribution")) for p, _ in in_flight)
             if len(outputs) >= 9 and distributed:
