@@ -15,10 +15,11 @@ from tests.conftest import free_port
 def test_a_batch_flushed_after_stop_is_called_is_still_written(tmp_path):
     collector = TelemetryCollector(tmp_path)
     collector.start()
-    pub = zmq.Context.instance().socket(zmq.PUB)
+    pub = zmq.Context.instance().socket(zmq.XPUB)  # as the agents' publisher: it hears the subscription
     pub.setsockopt(zmq.LINGER, 1000)
     pub.connect(collector.endpoint)
-    time.sleep(0.3)  # PUB/SUB: let the subscription reach the publisher
+    assert pub.poll(10_000), "the collector never subscribed"
+    assert pub.recv()[:1] == b"\x01"  # subscribed: from now on nothing sent is dropped
     pub.send(encode(Telemetry("edge-1", ["t_ns", "cpu_percent"], [[1, 10.0]])))
     # a remote agent's last batch, flushed when it is told bye: 200 ms after the run stops the collector
     late = threading.Timer(0.2, lambda: pub.send(encode(Telemetry("edge-1", ["t_ns", "cpu_percent"], [[2, 11.0]]))))
